@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Convert a torchvision/timm state dict (.pth, .pt, .safetensors) into a MindSpore checkpoint.
+
+    python scripts/convert_weights.py --arch resnext50_32x4d --src resnext50_32x4d-1a0047aa.pth --out r50.ckpt
+
+PyTorch is not needed: .pth files are read with a restricted unpickler that runs no pickle code.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common import list_models  # noqa: E402
+from common.errors import UserError, cli_main  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", required=True, choices=list_models(), help="target architecture")
+    parser.add_argument("--src", required=True, help="PyTorch state dict: .pth/.pt (zip) or .safetensors")
+    parser.add_argument("--out", required=True, help="MindSpore checkpoint to write (.ckpt)")
+    return parser.parse_args(argv)
+
+
+@cli_main
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not os.path.isfile(args.src):
+        raise UserError(f"--src '{args.src}' does not exist; pass the path of a .pth/.pt/.safetensors file")
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise UserError(f"--out folder '{out_dir}' does not exist; create it first")
+    # Heavy imports after argument checks so mistakes answer quickly.
+    import mindspore as ms
+
+    from common.checkpoint_io import save_checkpoint_atomic
+    from common.convert import convert_state_dict
+    from common.torch_io import load_state_dict
+
+    params, num_classes = convert_state_dict(args.arch, load_state_dict(args.src))
+    out = args.out if args.out.endswith(".ckpt") else args.out + ".ckpt"
+    save_checkpoint_atomic([{"name": k, "data": ms.Tensor(v)} for k, v in params.items()], out)
+    total = sum(int(v.size) for v in params.values())
+    print(f"wrote {out}: {args.arch}, {num_classes} classes, {len(params)} tensors, {total:,} values")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
