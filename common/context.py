@@ -1,0 +1,56 @@
+"""One context set-up for every entry point: mode and device first, then `init()`, then data parallel.
+
+A run is distributed when a launcher said so: RANK_SIZE > 1 (rank table / mpirun launchers), or msrun's
+MS_WORKER_NUM > 1, or OpenMPI's OMPI_COMM_WORLD_SIZE > 1. Rank and size then come from the communication layer,
+never from the environment, so every rank agrees with HCCL/NCCL/the CPU collective.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .compat import set_context
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    group_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes logs, checkpoints and the resolved config."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.group_size > 1
+
+
+def launched_distributed() -> bool:
+    """True when a launcher started several ranks (see the module doc for the variables read)."""
+    for var in ("RANK_SIZE", "MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE"):
+        if int(os.environ.get(var, "1") or "1") > 1:
+            return True
+    return False
+
+
+def init_context(device_target: str, mode: str = "graph", jit_level: str = "", device_id: int = 0,
+                 distributed: bool | None = None) -> DistInfo:
+    """Set mode/device, and for distributed runs `init()` and DATA_PARALLEL with gradient mean."""
+    import mindspore as ms
+
+    if distributed is None:
+        distributed = launched_distributed()
+    env_device = os.environ.get("DEVICE_ID")
+    set_context(mode, device_target, int(env_device) if env_device else device_id, jit_level or None)
+    if not distributed:
+        return DistInfo()
+    from mindspore.communication import get_group_size, get_rank, init
+
+    init()  # must follow set_context (REFERENCE §5)
+    info = DistInfo(rank=get_rank(), group_size=get_group_size())
+    ms.reset_auto_parallel_context()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                 device_num=info.group_size)
+    return info

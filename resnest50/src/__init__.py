@@ -1,0 +1,1 @@
+"""Model-specific pieces; the shared code lives in common/."""

@@ -1,0 +1,7 @@
+"""ResNeSt-50 network factory: get_network(num_classes=1000, checkpoint=None, drop_rate=0.0, ...)."""
+from functools import partial
+
+from common import create_model
+
+ARCH = "resnest50"
+get_network = partial(create_model, ARCH)

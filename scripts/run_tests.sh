@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install everything the tests need into .venv (first run only) and run the whole suite on CPU.
+#   bash scripts/run_tests.sh [pytest args...]
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+usage() {
+  echo "usage: bash scripts/run_tests.sh [pytest arguments]  (e.g. -k parity)"
+}
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  usage
+  exit 0
+fi
+
+ensure_venv "$ZOO_ROOT/requirements.txt" "$ZOO_ROOT/requirements-test.txt"
+cd "$ZOO_ROOT"
+# msrun and the launchers start the `python` on PATH: the venv's (activated by ensure_venv).
+export GLOG_v="${GLOG_v:-3}"
+python -m pytest -p no:cacheprovider -q tests "$@"

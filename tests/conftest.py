@@ -1,0 +1,25 @@
+"""Shared test set-up: repo root on sys.path, MindSpore on CPU in PyNative mode, small helpers."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_context():
+    from common.compat import set_context
+
+    set_context("pynative", "CPU")
+
+
+def run_cli(args, timeout=600, env=None, cwd=ROOT):
+    """Run a command-line entry point with the test's python; returns CompletedProcess (text)."""
+    full_env = dict(os.environ, GLOG_v="3", PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
