@@ -1,0 +1,199 @@
+"""Top-1 / top-5 evaluation of a classifier on an ImageFolder split, single device or data parallel.
+
+Every image of the split is counted exactly once: rank r of n evaluates images r, r + n, r + 2n, ... (an explicit
+index list, so no shard is padded with repeated images and the last partial batch is kept). The per-rank counts are
+summed with one all-reduce; nothing is passed between ranks through files. Rank 0 prints the ModelZoo lines that
+users grep (REFERENCE §3):
+
+    after allreduce eval: top1_correct=39666, tot=49984,acc=79.36%(TOP1)
+    after allreduce eval: top5_correct=46440, tot=49984,acc=92.91%(TOP5)
+    acc=79.36%(TOP1)
+    acc=92.91%(TOP5)
+    Inference Performance: 218.14 img/sec
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .config import SCHEMA, canonical_key, help_text, load_config, split_cli
+from .dataset import default_workers, eval_transforms, scan_image_folder, split_dir
+from .errors import UserError, cli_main
+
+TOPK = 5
+
+
+class _IndexedImages:
+    """Random-access source of (encoded image bytes, label) for the given sample indices."""
+
+    def __init__(self, samples: Sequence[Tuple[str, int]], indices: Sequence[int]) -> None:
+        self.samples = samples
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[self.indices[i]]
+        return np.fromfile(path, dtype=np.uint8), np.array(label, dtype=np.int32)
+
+
+def rank_indices(num_samples: int, rank: int, group_size: int) -> List[int]:
+    """Indices rank `rank` evaluates: a strided slice, so the ranks' lists partition range(num_samples)."""
+    return list(range(rank, num_samples, max(1, group_size)))
+
+
+def create_eval_dataset(cfg, split: str = "val", rank: int = 0, group_size: int = 1):
+    """Batched (image, label) dataset of this rank's share of `split`, last partial batch kept.
+
+    Returns (dataset or None when this rank has no image, number of images of this rank, class names).
+    """
+    import mindspore.dataset as ds
+
+    samples, classes = scan_image_folder(split_dir(cfg.data_dir, split))
+    indices = rank_indices(len(samples), rank, group_size)
+    if not indices:
+        return None, 0, classes
+    workers = cfg.num_parallel_workers or default_workers(group_size)
+    dataset = ds.GeneratorDataset(_IndexedImages(samples, indices), column_names=["image", "label"], shuffle=False,
+                                  num_parallel_workers=1, python_multiprocessing=False)
+    dataset = dataset.map(operations=eval_transforms(cfg), input_columns="image", num_parallel_workers=workers)
+    batch = cfg.eval_batch_size or cfg.batch_size
+    return dataset.batch(batch, drop_remainder=False), len(indices), classes
+
+
+def count_correct(logits: np.ndarray, labels: np.ndarray, k: int = TOPK) -> Tuple[int, int]:
+    """(top-1 hits, top-k hits) of one batch; k is capped at the number of classes."""
+    logits = logits.astype(np.float32).reshape(len(labels), -1)
+    k = min(k, logits.shape[1])
+    top1 = int((logits.argmax(axis=1) == labels).sum())
+    topk = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return top1, int((topk == labels[:, None]).any(axis=1).sum())
+
+
+def _all_reduce_sum(values: List[float]) -> List[float]:
+    """Sum a few numbers over all ranks of the default group (SUM is the one reduction the CPU backend has;
+    float32 holds counts exactly up to 2**24 and is what every backend reduces)."""
+    import mindspore as ms
+    from mindspore import ops
+
+    out = ops.AllReduce(ops.ReduceOp.SUM)(ms.Tensor(np.array(values, dtype=np.float32)))
+    return [float(v) for v in out.asnumpy()]
+
+
+def format_lines(result: Dict[str, float]) -> List[str]:
+    """The log lines of REFERENCE §3 for one evaluation result."""
+    top1, top5, tot = result["top1_correct"], result["top5_correct"], result["total"]
+    return [f"after allreduce eval: top1_correct={top1}, tot={tot},acc={100 * result['top1']:.2f}%(TOP1)",
+            f"after allreduce eval: top5_correct={top5}, tot={tot},acc={100 * result['top5']:.2f}%(TOP5)",
+            f"acc={100 * result['top1']:.2f}%(TOP1)",
+            f"acc={100 * result['top5']:.2f}%(TOP5)",
+            f"Inference Performance: {result['img_per_sec']:.2f} img/sec"]
+
+
+def evaluate_network(net, cfg, dist, split: str = "val", log: bool = True) -> Dict[str, float]:
+    """Evaluate `net` on `split` of cfg.data_dir, over all ranks of `dist` (common.context.DistInfo).
+
+    Returns top1_correct, top5_correct, total (ints, summed over ranks), top1 and top5 (fractions in [0, 1]) and
+    img_per_sec (all ranks' images per second of the slowest rank, the first batch, which holds the graph compile,
+    left out when there are more). With `log`, rank 0 prints the lines of `format_lines`. The network's train flag
+    is restored afterwards.
+    """
+    import mindspore as ms
+
+    dataset, _, _ = create_eval_dataset(cfg, split, dist.rank, dist.group_size)
+    was_training = net.training
+    net.set_train(False)
+    top1 = top5 = seen = 0
+    timed_images, start = 0, 0.0
+    try:
+        if dataset is not None:
+            for step, (images, labels) in enumerate(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)):
+                if step == 1:  # time from the second batch: the first one includes compilation
+                    start, timed_images = time.perf_counter(), 0
+                elif step == 0:
+                    start = time.perf_counter()
+                logits = net(ms.Tensor(images)).asnumpy()
+                hit1, hit5 = count_correct(logits, labels)
+                top1, top5, seen = top1 + hit1, top5 + hit5, seen + len(labels)
+                timed_images += len(labels)
+    finally:
+        net.set_train(was_training)
+    elapsed = time.perf_counter() - start if seen else 0.0
+    if dist.group_size > 1:
+        # one all-reduce: the counts are summed; each rank's time sits in its own slot, so the sum lists them all
+        times = [0.0] * dist.group_size
+        times[dist.rank] = elapsed
+        reduced = _all_reduce_sum([top1, top5, seen, timed_images, *times])
+        top1, top5, seen, timed_images = (int(round(v)) for v in reduced[:4])
+        elapsed = max(reduced[4:])
+    result = {"top1_correct": top1, "top5_correct": top5, "total": seen,
+              "top1": top1 / seen if seen else 0.0, "top5": top5 / seen if seen else 0.0,
+              "img_per_sec": timed_images / elapsed if elapsed > 0 else 0.0}
+    if log and dist.rank == 0:
+        print("\n".join(format_lines(result)), flush=True)
+    return result
+
+
+USAGE = ("usage: python <model>/eval.py --data_dir DIR --checkpoint_path CKPT --device_target {Ascend,GPU,CPU} "
+         "[--batch_size N] [--output_dir D] [--<any option> VALUE]")
+
+
+def _result_path(cfg, argv: Sequence[str]) -> str:
+    """JSON next to the checkpoint, or in --output_dir when the user chose one."""
+    keys = [canonical_key(k, "command line") for k, _ in split_cli(argv) if k != "config_path"]
+    chosen = "output_dir" in keys or cfg.output_dir != SCHEMA["output_dir"].default
+    folder = cfg.output_dir if chosen else os.path.dirname(os.path.abspath(cfg.checkpoint_path))
+    stem = os.path.splitext(os.path.basename(cfg.checkpoint_path))[0]
+    return os.path.join(folder, f"eval_{stem}.json")
+
+
+def _write_json(path: str, data: dict) -> None:
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"could not write '{path}' ({exc.strerror}); choose a writable --output_dir") from None
+
+
+def check_labels(data_classes: Sequence[str], num_classes: int, where: str) -> None:
+    """Refuse a split with more class folders than the model has outputs (its labels would be out of range)."""
+    if len(data_classes) > num_classes:
+        raise UserError(f"'{where}' has {len(data_classes)} class folders but the model has num_classes="
+                        f"{num_classes}; pass --num_classes {len(data_classes)} or the matching checkpoint")
+
+
+@cli_main
+def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
+    """Command line of <model>/eval.py: load the checkpoint, evaluate the val split, print and save the figures."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(USAGE + "\n" + help_text())
+        return 0
+    cfg = load_config(os.path.join(model_dir, "default_config.yaml"), argv)
+    if not cfg.checkpoint_path:
+        raise UserError("--checkpoint_path is not set; pass the .ckpt file to evaluate")
+    root = split_dir(cfg.data_dir, "val")
+    check_labels(scan_image_folder(root)[1], cfg.num_classes, root)
+
+    from .context import init_context
+    from .models import create_model
+
+    dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
+    net = create_model(cfg.arch, num_classes=cfg.num_classes, checkpoint=cfg.checkpoint_path)
+    result = evaluate_network(net, cfg, dist, "val")
+    if dist.rank == 0:
+        path = _result_path(cfg, argv)
+        _write_json(path, {"arch": cfg.arch, "checkpoint": os.path.abspath(cfg.checkpoint_path),
+                           "data_dir": os.path.abspath(root), "device_target": cfg.device_target,
+                           "group_size": dist.group_size, **result})
+        print(f"eval results written to {path}", flush=True)
+    return 0
