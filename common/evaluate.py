@@ -13,7 +13,6 @@ users grep (REFERENCE §3):
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -21,9 +20,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import SCHEMA, canonical_key, help_text, load_config, split_cli
+from .config import SCHEMA, load_config
 from .dataset import default_workers, eval_transforms, scan_image_folder, split_dir
 from .errors import UserError, cli_main
+from .inference import command_line_keys, load_inference_network, wants_help, write_json
 
 TOPK = 5
 
@@ -144,56 +144,42 @@ USAGE = ("usage: python <model>/eval.py --data_dir DIR --checkpoint_path CKPT --
          "[--batch_size N] [--output_dir D] [--<any option> VALUE]")
 
 
-def _result_path(cfg, argv: Sequence[str]) -> str:
-    """JSON next to the checkpoint, or in --output_dir when the user chose one."""
-    keys = [canonical_key(k, "command line") for k, _ in split_cli(argv) if k != "config_path"]
-    chosen = "output_dir" in keys or cfg.output_dir != SCHEMA["output_dir"].default
+def result_path(cfg, argv: Sequence[str]) -> str:
+    """eval_<checkpoint name>.json next to the checkpoint, or in --output_dir when the user chose one."""
+    chosen = "output_dir" in command_line_keys(argv) or cfg.output_dir != SCHEMA["output_dir"].default
     folder = cfg.output_dir if chosen else os.path.dirname(os.path.abspath(cfg.checkpoint_path))
     stem = os.path.splitext(os.path.basename(cfg.checkpoint_path))[0]
     return os.path.join(folder, f"eval_{stem}.json")
-
-
-def _write_json(path: str, data: dict) -> None:
-    try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UserError(f"could not write '{path}' ({exc.strerror}); choose a writable --output_dir") from None
 
 
 def check_labels(data_classes: Sequence[str], num_classes: int, where: str) -> None:
     """Refuse a split with more class folders than the model has outputs (its labels would be out of range)."""
     if len(data_classes) > num_classes:
         raise UserError(f"'{where}' has {len(data_classes)} class folders but the model has num_classes="
-                        f"{num_classes}; pass --num_classes {len(data_classes)} or the matching checkpoint")
+                        f"{num_classes}; pass the checkpoint trained on these classes")
 
 
 @cli_main
 def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     """Command line of <model>/eval.py: load the checkpoint, evaluate the val split, print and save the figures."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        print(USAGE + "\n" + help_text())
+    if wants_help(argv, USAGE):
         return 0
     cfg = load_config(os.path.join(model_dir, "default_config.yaml"), argv)
     if not cfg.checkpoint_path:
         raise UserError("--checkpoint_path is not set; pass the .ckpt file to evaluate")
     root = split_dir(cfg.data_dir, "val")
-    check_labels(scan_image_folder(root)[1], cfg.num_classes, root)
+    data_classes = scan_image_folder(root)[1]
 
     from .context import init_context
-    from .models import create_model
 
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
-    net = create_model(cfg.arch, num_classes=cfg.num_classes, checkpoint=cfg.checkpoint_path)
+    net = load_inference_network(cfg, argv)
+    check_labels(data_classes, cfg.num_classes, root)
     result = evaluate_network(net, cfg, dist, "val")
     if dist.rank == 0:
-        path = _result_path(cfg, argv)
-        _write_json(path, {"arch": cfg.arch, "checkpoint": os.path.abspath(cfg.checkpoint_path),
-                           "data_dir": os.path.abspath(root), "device_target": cfg.device_target,
-                           "group_size": dist.group_size, **result})
+        path = write_json(result_path(cfg, argv), {
+            "arch": cfg.arch, "checkpoint": os.path.abspath(cfg.checkpoint_path), "data_dir": os.path.abspath(root),
+            "device_target": cfg.device_target, "group_size": dist.group_size, **result})
         print(f"eval results written to {path}", flush=True)
     return 0
