@@ -6,5 +6,7 @@
 from .backbone import ResNet, count_params
 from .errors import UserError
 from .models import ARCHS, create_model, list_models, load_checkpoint_strict
+from .predict import predict
 
-__all__ = ["ARCHS", "ResNet", "UserError", "count_params", "create_model", "list_models", "load_checkpoint_strict"]
+__all__ = ["ARCHS", "ResNet", "UserError", "count_params", "create_model", "list_models", "load_checkpoint_strict",
+           "predict"]

@@ -68,20 +68,27 @@ def read_names_file(path: str) -> List[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def class_names_for(checkpoint_path: str, num_classes: int, labels_file: str = "") -> List[str]:
-    """Names in label order: --labels, else class_names.json beside the checkpoint, else ImageNet-1k names for a
-    1000-class model, else 'class_N'. A list of the wrong length is an error naming the file."""
-    source = labels_file or os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), CLASS_NAMES_FILE)
-    if labels_file or os.path.isfile(source):
-        names = read_names_file(source)
-    elif num_classes == 1000:
-        source, names = IMAGENET_CLASSES, read_names_file(IMAGENET_CLASSES)
-    else:
-        return [f"class_{i}" for i in range(num_classes)]
+def default_class_names(num_classes: int) -> List[str]:
+    """ImageNet-1k names for a 1000-class model, else 'class_0', 'class_1', ..."""
+    if num_classes == 1000:
+        return read_names_file(IMAGENET_CLASSES)
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def check_names(names: List[str], num_classes: int, source: str) -> List[str]:
+    """`names` when there is one per model output, else an error naming where they came from."""
     if len(names) != num_classes:
-        raise UserError(f"'{source}' lists {len(names)} class names but the model has {num_classes} outputs; "
+        raise UserError(f"{source} lists {len(names)} class names but the model has {num_classes} outputs; "
                         f"pass the matching --labels file")
     return names
+
+
+def class_names_for(checkpoint_path: str, num_classes: int, labels_file: str = "") -> List[str]:
+    """Names in label order: --labels, else class_names.json beside the checkpoint, else `default_class_names`."""
+    source = labels_file or os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), CLASS_NAMES_FILE)
+    if labels_file or os.path.isfile(source):
+        return check_names(read_names_file(source), num_classes, f"'{source}'")
+    return default_class_names(num_classes)
 
 
 def write_json(path: str, data) -> str:
