@@ -1,0 +1,68 @@
+"""Checkpoints and images for the eval / export / predict tests (tiny class counts, known weights)."""
+import os
+
+import numpy as np
+
+
+def randomise_eval_state(net, seed: int = 0, fc_scale: float = 1.0) -> None:
+    """Give every BN non-trivial moving statistics and affine terms, and the head weights of scale `fc_scale`.
+
+    A graph exported (or a batch evaluated) with BN in training mode then gives other outputs than eval mode.
+    """
+    from mindspore import Tensor
+
+    rng = np.random.default_rng(seed)
+    for param in net.get_parameters():
+        shape, name = param.shape, param.name
+        if name.endswith("moving_mean"):
+            value = rng.normal(0.0, 0.1, shape)
+        elif name.endswith("moving_variance"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith("gamma"):
+            value = rng.uniform(0.5, 1.0, shape)
+        elif name.endswith("beta"):
+            value = rng.normal(0.0, 0.1, shape)
+        elif name.startswith("fc."):
+            value = rng.normal(0.0, fc_scale, shape)
+        else:
+            continue
+        param.set_data(Tensor(value.astype(np.float32)))
+
+
+def make_checkpoint(path: str, arch: str, num_classes: int, seed: int = 0, fc_scale: float = 1.0):
+    """Save a randomised `arch` checkpoint at `path`; returns the network (eval mode)."""
+    import mindspore as ms
+
+    from common import create_model
+
+    net = create_model(arch, num_classes=num_classes)
+    randomise_eval_state(net, seed, fc_scale)
+    ms.save_checkpoint(net, path)
+    net.set_train(False)
+    return net
+
+
+def write_image_folder(root: str, counts, size=(40, 48), seed: int = 0) -> list:
+    """root/c<i>/<j>.jpg random JPEGs, counts[i] per class; returns the (path, label) list in folder order."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    samples = []
+    for label, count in enumerate(counts):
+        folder = os.path.join(root, f"c{label}")
+        os.makedirs(folder, exist_ok=True)
+        for j in range(count):
+            path = os.path.join(folder, f"{j}.jpg")
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(path, quality=95)
+            samples.append((path, label))
+    return samples
+
+
+def write_sample_jpeg(path: str, name: str = "china.jpg") -> str:
+    """A real photograph shipped with scikit-learn (china.jpg 427x640, flower.jpg), saved as a JPEG file."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    Image.fromarray(load_sample_image(name)).save(path, quality=90)
+    return path

@@ -1,0 +1,104 @@
+"""export.py: MINDIR (loaded back with GraphCell) and ONNX (run with onnxruntime) compute what the network computes,
+for each model folder; AIR off Ascend and unknown formats are refused with one line."""
+import os
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from inference_helpers import make_checkpoint
+
+MODEL_DIRS = ("resnext50_32x4d", "resnext152_64x4d", "resnest50")
+NUM_CLASSES, BATCH, SIZE = 5, 2, 32
+
+
+def assert_close(got: np.ndarray, want: np.ndarray) -> None:
+    """Within 1e-4 relative to the largest output, or absolute where the outputs stay below 1."""
+    assert got.shape == want.shape
+    scale = max(1.0, float(np.abs(want).max()))
+    assert float(np.abs(got - want).max()) <= 1e-4 * scale, (got, want)
+
+
+def export_cli(model_dir, ckpt, fmt, name, *extra):
+    return run_cli([f"{model_dir}/export.py", "--checkpoint_path", ckpt, "--file_format", fmt, "--file_name", name,
+                    "--device_target", "CPU", "--batch_size", str(BATCH), "--height", str(SIZE), "--width",
+                    str(SIZE), *extra])
+
+
+@pytest.mark.parametrize("model_dir", MODEL_DIRS)
+def test_export_mindir_and_onnx_match_network(model_dir, tmp_path):
+    import mindspore as ms
+    import onnxruntime as ort
+    import yaml
+
+    with open(os.path.join(model_dir, "default_config.yaml"), encoding="utf-8") as fh:
+        arch = yaml.safe_load(fh)["arch"]
+    ckpt = str(tmp_path / "net.ckpt")
+    net = make_checkpoint(ckpt, arch, NUM_CLASSES, seed=3)
+    image = np.random.default_rng(0).normal(size=(BATCH, 3, SIZE, SIZE)).astype(np.float32)
+    want = net(ms.Tensor(image)).asnumpy()
+    assert float(np.abs(want - want.mean(axis=0)).max()) > 1e-3, "outputs must depend on the input"
+    del net
+
+    for fmt in ("MINDIR", "ONNX"):
+        result = export_cli(model_dir, ckpt, fmt, str(tmp_path / "out" / "model"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    os.remove(ckpt)
+
+    graph = ms.nn.GraphCell(ms.load(str(tmp_path / "out" / "model.mindir")))
+    assert_close(graph(ms.Tensor(image)).asnumpy(), want)
+    del graph
+
+    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert session.get_inputs()[0].shape == [BATCH, 3, SIZE, SIZE]
+    assert_close(session.run(None, {"image": image})[0], want)
+
+
+def test_export_softmax_outputs_probabilities(tmp_path):
+    import mindspore as ms
+    import onnxruntime as ort
+
+    ckpt = str(tmp_path / "net.ckpt")
+    net = make_checkpoint(ckpt, "resnext50_32x4d", NUM_CLASSES, seed=4)
+    image = np.random.default_rng(1).normal(size=(BATCH, 3, SIZE, SIZE)).astype(np.float32)
+    logits = net(ms.Tensor(image)).asnumpy().astype(np.float64)
+    want = np.exp(logits - logits.max(axis=1, keepdims=True))
+    want /= want.sum(axis=1, keepdims=True)
+    result = export_cli("resnext50_32x4d", ckpt, "onnx", str(tmp_path / "probs.onnx"), "--softmax", "true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = ort.InferenceSession(str(tmp_path / "probs.onnx")).run(None, {"image": image})[0]
+    assert_close(got, want)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("export") / "net.ckpt")
+    make_checkpoint(path, "resnext50_32x4d", NUM_CLASSES)
+    return path
+
+
+def test_air_off_ascend_is_refused_with_one_line(small_ckpt, tmp_path):
+    line = _one_error_line(export_cli("resnext50_32x4d", small_ckpt, "AIR", str(tmp_path / "model")))
+    assert "AIR needs Ascend" in line and "MINDIR" in line
+    assert not os.listdir(tmp_path)
+
+
+def test_unknown_format_is_refused_with_one_line(small_ckpt, tmp_path):
+    line = _one_error_line(export_cli("resnext50_32x4d", small_ckpt, "TFLITE", str(tmp_path / "model")))
+    assert "TFLITE" in line and "MINDIR" in line and "ONNX" in line
+    assert not os.listdir(tmp_path)
+
+
+def test_wrong_num_classes_is_refused_with_one_line(small_ckpt, tmp_path):
+    result = export_cli("resnext50_32x4d", small_ckpt, "MINDIR", str(tmp_path / "model"), "--num_classes", "7")
+    assert "num_classes" in _one_error_line(result)
+    assert not os.listdir(tmp_path)
