@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+set -euo pipefail  # resnest50: one-device training on Ascend; --help for usage (logic in scripts/launch_lib.sh)
+# shellcheck source=scripts/launch_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/launch_lib.sh"
+zoo_launch standalone_ascend "$@"

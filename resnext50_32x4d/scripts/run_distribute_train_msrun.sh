@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+set -euo pipefail  # resnext50_32x4d: data parallel with msrun (any device); --help for usage (logic in scripts/launch_lib.sh)
+# shellcheck source=scripts/launch_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/launch_lib.sh"
+zoo_launch msrun "$@"

