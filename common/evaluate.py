@@ -13,6 +13,7 @@ users grep (REFERENCE §3):
 """
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -29,18 +30,42 @@ TOPK = 5
 
 
 class _IndexedImages:
-    """Random-access source of (encoded image bytes, label) for the given sample indices."""
+    """Random-access source of (encoded image bytes, label) for the given sample indices.
+
+    A file PIL cannot identify as an image is recorded in `bad` and replaced by a tiny blank image, so the error
+    reported afterwards names the file instead of MindSpore's pipeline dump.
+    """
 
     def __init__(self, samples: Sequence[Tuple[str, int]], indices: Sequence[int]) -> None:
         self.samples = samples
         self.indices = list(indices)
+        self.bad: List[str] = []
+        self._blank: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
+        from PIL import Image, UnidentifiedImageError
+
         path, label = self.samples[self.indices[i]]
-        return np.fromfile(path, dtype=np.uint8), np.array(label, dtype=np.int32)
+        data = np.fromfile(path, dtype=np.uint8)
+        try:
+            with Image.open(io.BytesIO(data.tobytes())):  # reads the header only
+                pass
+        except (UnidentifiedImageError, OSError):
+            self.bad.append(path)
+            data = self._blank_image()
+        return data, np.array(label, dtype=np.int32)
+
+    def _blank_image(self) -> np.ndarray:
+        from PIL import Image
+
+        if self._blank is None:
+            buffer = io.BytesIO()
+            Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+            self._blank = np.frombuffer(buffer.getvalue(), dtype=np.uint8)
+        return self._blank
 
 
 def rank_indices(num_samples: int, rank: int, group_size: int) -> List[int]:
@@ -51,20 +76,22 @@ def rank_indices(num_samples: int, rank: int, group_size: int) -> List[int]:
 def create_eval_dataset(cfg, split: str = "val", rank: int = 0, group_size: int = 1):
     """Batched (image, label) dataset of this rank's share of `split`, last partial batch kept.
 
-    Returns (dataset or None when this rank has no image, number of images of this rank, class names).
+    Returns (dataset or None when this rank has no image, its source, whose `bad` lists the files that are not
+    images once the dataset has been read, class names).
     """
     import mindspore.dataset as ds
 
     samples, classes = scan_image_folder(split_dir(cfg.data_dir, split))
     indices = rank_indices(len(samples), rank, group_size)
     if not indices:
-        return None, 0, classes
+        return None, None, classes
     workers = cfg.num_parallel_workers or default_workers(group_size)
-    dataset = ds.GeneratorDataset(_IndexedImages(samples, indices), column_names=["image", "label"], shuffle=False,
-                                  num_parallel_workers=1, python_multiprocessing=False)
+    source = _IndexedImages(samples, indices)
+    dataset = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=False, num_parallel_workers=1,
+                                  python_multiprocessing=False)
     dataset = dataset.map(operations=eval_transforms(cfg), input_columns="image", num_parallel_workers=workers)
     batch = cfg.eval_batch_size or cfg.batch_size
-    return dataset.batch(batch, drop_remainder=False), len(indices), classes
+    return dataset.batch(batch, drop_remainder=False), source, classes
 
 
 def count_correct(logits: np.ndarray, labels: np.ndarray, k: int = TOPK) -> Tuple[int, int]:
@@ -96,6 +123,41 @@ def format_lines(result: Dict[str, float]) -> List[str]:
             f"Inference Performance: {result['img_per_sec']:.2f} img/sec"]
 
 
+def _first_unreadable(samples: Sequence[Tuple[str, int]], indices: Sequence[int]) -> str:
+    """Path of the first of these images PIL cannot decode ('' when all decode): run only after a failure."""
+    from PIL import Image
+
+    for i in indices:
+        try:
+            with Image.open(samples[i][0]) as img:
+                img.load()
+        except (OSError, ValueError, SyntaxError):
+            return samples[i][0]
+    return ""
+
+
+def _score(net, dataset, batch_size: int) -> Tuple[int, int, int, int, float]:
+    """(top-1 hits, top-5 hits, images, images timed, seconds timed) of one rank's batches.
+
+    A short last batch is padded with zeros to the full batch and only its real rows are scored, so graph mode
+    compiles one shape. Timing starts after the first batch, which includes the compile, when there are more.
+    """
+    import mindspore as ms
+
+    top1 = top5 = seen = timed = 0
+    start = time.perf_counter()
+    for step, (images, labels) in enumerate(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)):
+        if step == 1:
+            start, timed = time.perf_counter(), 0
+        real = len(labels)
+        if real < batch_size:
+            images = np.concatenate([images, np.zeros((batch_size - real, *images.shape[1:]), images.dtype)])
+        logits = net(ms.Tensor(images)).asnumpy()[:real]
+        hit1, hit5 = count_correct(logits, labels)
+        top1, top5, seen, timed = top1 + hit1, top5 + hit5, seen + real, timed + real
+    return top1, top5, seen, timed, (time.perf_counter() - start if seen else 0.0)
+
+
 def evaluate_network(net, cfg, dist, split: str = "val", log: bool = True) -> Dict[str, float]:
     """Evaluate `net` on `split` of cfg.data_dir, over all ranks of `dist` (common.context.DistInfo).
 
@@ -104,34 +166,35 @@ def evaluate_network(net, cfg, dist, split: str = "val", log: bool = True) -> Di
     left out when there are more). With `log`, rank 0 prints the lines of `format_lines`. The network's train flag
     is restored afterwards.
     """
-    import mindspore as ms
-
-    dataset, _, _ = create_eval_dataset(cfg, split, dist.rank, dist.group_size)
+    dataset, source, _ = create_eval_dataset(cfg, split, dist.rank, dist.group_size)
     was_training = net.training
     net.set_train(False)
-    top1 = top5 = seen = 0
-    timed_images, start = 0, 0.0
+    top1 = top5 = seen = timed_images = 0
+    elapsed = 0.0
     try:
         if dataset is not None:
-            for step, (images, labels) in enumerate(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)):
-                if step == 1:  # time from the second batch: the first one includes compilation
-                    start, timed_images = time.perf_counter(), 0
-                elif step == 0:
-                    start = time.perf_counter()
-                logits = net(ms.Tensor(images)).asnumpy()
-                hit1, hit5 = count_correct(logits, labels)
-                top1, top5, seen = top1 + hit1, top5 + hit5, seen + len(labels)
-                timed_images += len(labels)
+            top1, top5, seen, timed_images, elapsed = _score(net, dataset, cfg.eval_batch_size or cfg.batch_size)
+        bad = source.bad[0] if source is not None and source.bad else ""
+    except RuntimeError:  # a file with an image header whose data MindSpore cannot decode
+        samples, _ = scan_image_folder(split_dir(cfg.data_dir, split))
+        bad = _first_unreadable(samples, rank_indices(len(samples), dist.rank, dist.group_size))
+        if not bad:
+            raise
     finally:
         net.set_train(was_training)
-    elapsed = time.perf_counter() - start if seen else 0.0
+    bad_ranks = 1 if bad else 0
     if dist.group_size > 1:
-        # one all-reduce: the counts are summed; each rank's time sits in its own slot, so the sum lists them all
+        # one all-reduce: counts summed; each rank's time sits in its own slot, so the sum lists them all. Every
+        # rank takes part even after a bad image, so none waits forever, and then all of them stop.
         times = [0.0] * dist.group_size
         times[dist.rank] = elapsed
-        reduced = _all_reduce_sum([top1, top5, seen, timed_images, *times])
-        top1, top5, seen, timed_images = (int(round(v)) for v in reduced[:4])
-        elapsed = max(reduced[4:])
+        reduced = _all_reduce_sum([top1, top5, seen, timed_images, bad_ranks, *times])
+        top1, top5, seen, timed_images, bad_ranks = (int(round(v)) for v in reduced[:5])
+        elapsed = max(reduced[5:])
+    if bad_ranks:
+        where = f"image '{bad}'" if bad else "an image (named in another rank's log)"
+        raise UserError(f"{where} of the {split} split cannot be decoded; replace or remove it (every image of the "
+                        f"split is evaluated)")
     result = {"top1_correct": top1, "top5_correct": top5, "total": seen,
               "top1": top1 / seen if seen else 0.0, "top5": top5 / seen if seen else 0.0,
               "img_per_sec": timed_images / elapsed if elapsed > 0 else 0.0}

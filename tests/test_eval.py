@@ -157,3 +157,13 @@ def test_evaluate_network_in_process_restores_train_flag(setup):
     assert (result["top1_correct"], result["top5_correct"], result["total"]) == (setup["top1"], setup["top5"],
                                                                                  setup["total"])
     assert net.training
+
+
+def test_eval_names_an_undecodable_image(setup, tmp_path):
+    write_image_folder(str(tmp_path / "val"), (2, 2))
+    (tmp_path / "val" / "c1" / "broken.jpg").write_text("an HTML error page saved under an image name")
+    result = run_cli([f"{ARCH}/eval.py", "--data_dir", str(tmp_path), "--checkpoint_path", setup["ckpt"],
+                      *EVAL_ARGS])
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "broken.jpg" in lines[0], result.stderr[-3000:]
