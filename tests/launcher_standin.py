@@ -11,7 +11,7 @@ import sys
 import time
 
 VARIABLES = ("DEVICE_ID", "RANK_ID", "RANK_SIZE", "RANK_TABLE_FILE", "MS_ROLE", "MS_WORKER_NUM",
-             "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")
+             "MS_SCHED_HOST", "MS_SCHED_PORT", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")
 
 
 def main() -> int:
