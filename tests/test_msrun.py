@@ -69,9 +69,9 @@ def _run_dp_steps(tmp_path, workers: int, *extra, timeout=180):
 
 
 def test_two_worker_data_parallel_equals_one_process_with_the_same_global_batch(tmp_path):
-    single, single_dir = _run_dp_steps(tmp_path, 1, "--steps", "3", "--global_batch", "4")
+    single, single_dir = _run_dp_steps(tmp_path, 1, "--steps", "2", "--global_batch", "4")
     assert single.returncode == 0, single.stderr
-    dp, dp_dir = _run_dp_steps(tmp_path, 2, "--steps", "3", "--global_batch", "4")
+    dp, dp_dir = _run_dp_steps(tmp_path, 2, "--steps", "2", "--global_batch", "4")
     assert dp.returncode == 0, dp.stderr + dp.stdout
     initial = np.load(single_dir / "initial.npz")
     alone = np.load(single_dir / "weights_rank0.npz")
