@@ -108,6 +108,8 @@ SCHEMA: Dict[str, Option] = {
     "amp_level": Option("O0", "str", "mixed precision level", choices=("O0", "O1", "O2", "O3")),
     "loss_scale": Option(1024.0, "float", "loss scale (initial value when dynamic)", **POS),
     "loss_scale_type": Option("fixed", "str", "fixed or dynamic loss scaling", choices=("fixed", "dynamic")),
+    "nonfinite_patience": Option(20, "int", "dynamic loss scale: consecutive non-finite steps tolerated before the "
+                                            "run stops", **POS),
     # --- checkpoints, eval, logs ---
     "save_checkpoint_epochs": Option(1, "int", "save a checkpoint every N epochs", **POS),
     "keep_checkpoint_max": Option(10, "int", "newest checkpoints kept (best.ckpt is kept apart)", **POS),

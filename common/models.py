@@ -21,6 +21,12 @@ class ArchSpec:
     source: str = "torchvision"  # where the PyTorch reference (and its state-dict keys) comes from
 
 
+# Names a train.py checkpoint holds besides the network (optimizer, loss scale, resume counters); loading the
+# network from such a checkpoint ignores them.
+TRAIN_STATE_PREFIXES = ("moments.", "global_step", "learning_rate", "momentum", "scale_sense", "skipped_steps",
+                        "last_overflow", "current_iterator_step", "last_overflow_iterator_step", "epoch_num",
+                        "step_num", "steps_per_epoch")
+
 _RESNEST = dict(radix=2, groups=1, base_width=64, deep_stem=True, stem_width=32, avg_down=True, avd=True)
 
 ARCHS: Dict[str, ArchSpec] = {
@@ -52,7 +58,7 @@ def create_model(arch: str, num_classes: int = 1000, checkpoint: Optional[str] =
     net = ResNet(spec.layers, num_classes=num_classes, drop_rate=drop_rate, zero_init_last=zero_init_last,
                  in_chans=in_chans, **spec.kwargs)
     if checkpoint:
-        load_checkpoint_strict(net, checkpoint)
+        load_checkpoint_strict(net, checkpoint, ignore_extra_prefixes=TRAIN_STATE_PREFIXES)
     return net
 
 

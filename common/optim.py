@@ -1,0 +1,30 @@
+"""SGD with momentum and parameter groups: weight decay on conv/dense weights only (never BN gamma/beta or biases)."""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+from mindspore import Tensor, nn
+
+
+def is_no_decay(param) -> bool:
+    """BN gamma/beta and biases (every 1-d parameter) are not decayed, as in the recipes of REFERENCE §2."""
+    name = param.name.rsplit(".", 1)[-1]
+    return name in ("gamma", "beta", "bias") or len(param.shape) <= 1
+
+
+def param_groups(net: nn.Cell, weight_decay: float, decay_bn_and_bias: bool = False) -> List[Dict]:
+    """MindSpore group list: decayed params, params without decay, and the net's parameter order."""
+    params = net.trainable_params()
+    if decay_bn_and_bias:
+        return [{"params": params, "weight_decay": weight_decay}, {"order_params": params}]
+    decay = [p for p in params if not is_no_decay(p)]
+    no_decay = [p for p in params if is_no_decay(p)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
+            {"order_params": params}]
+
+
+def create_optimizer(net: nn.Cell, cfg, lr_per_step: np.ndarray) -> nn.Momentum:
+    """nn.Momentum over the groups of `param_groups`, with the per-step LR array (indexed by global_step)."""
+    groups = param_groups(net, cfg.weight_decay, cfg.decay_bn_and_bias)
+    return nn.Momentum(groups, learning_rate=Tensor(lr_per_step), momentum=cfg.momentum, use_nesterov=cfg.nesterov)

@@ -1,0 +1,93 @@
+"""Exact resume (`--resume PATH|auto`) and fine-tuning starts (`--pretrained PATH`).
+
+A training checkpoint (common.callbacks.CheckpointSaver) holds the network, the optimizer state (moments, global
+step, which positions the per-step LR), the loss-scale state, skipped-step count and epoch_num/step_num. Resuming
+loads all of it, so the run continues as if it had never stopped.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Tuple
+
+from .callbacks import list_checkpoints
+from .compat import load_param_into_net
+from .errors import UserError
+from .models import TRAIN_STATE_PREFIXES, load_checkpoint_strict, network_param_names, read_checkpoint
+
+META_KEYS = ("epoch_num", "step_num", "steps_per_epoch")
+
+
+def find_resume_checkpoint(resume: str, output_dir: str, arch: str) -> Optional[str]:
+    """The checkpoint to resume from: `resume` itself, or with 'auto' the newest readable one in `output_dir`.
+
+    'auto' with no checkpoint yet means a fresh start (None); a newer file that cannot be read (a run killed while
+    a non-atomic copy was made, say) is passed over with a warning.
+    """
+    if not resume:
+        return None
+    if resume != "auto":
+        if not os.path.isfile(resume):
+            raise UserError(f"--resume '{resume}' does not exist; pass a checkpoint written by train.py or "
+                            f"--resume auto to continue the newest one in --output_dir")
+        return resume
+    for _, _, path in reversed(list_checkpoints(output_dir, arch)):
+        try:
+            params = read_checkpoint(path)
+        except UserError as exc:
+            print(f"warning: {exc}; trying an older checkpoint", flush=True)
+            continue
+        if all(k in params for k in META_KEYS):
+            return path
+    return None
+
+
+def restore_training_state(step_cell, net, path: str, steps_per_epoch: int) -> Tuple[int, int]:
+    """Load network and training state from `path` into `step_cell`; returns (epochs done, steps done in the
+    next epoch), both counted from 0 (a checkpoint written at the end of epoch 3 gives (3, 0))."""
+    params = read_checkpoint(path)
+    missing_meta = [k for k in META_KEYS if k not in params]
+    if missing_meta:
+        raise UserError(f"checkpoint '{path}' holds no training state ({', '.join(missing_meta)} missing): it is "
+                        f"not a train.py checkpoint; start from its weights with --pretrained instead of --resume")
+    saved_spe = int(params["steps_per_epoch"].asnumpy())
+    if saved_spe != steps_per_epoch:
+        raise UserError(f"checkpoint '{path}' was written with {saved_spe} steps per epoch, this run has "
+                        f"{steps_per_epoch} (batch size, data or device count changed); resume with the settings "
+                        f"of that run, or fine-tune from it with --pretrained")
+    load_checkpoint_strict(net, path, params, ignore_extra_prefixes=TRAIN_STATE_PREFIXES)
+    net_names = set(network_param_names(net))
+    state = {k: v for k, v in params.items() if k not in net_names and k not in META_KEYS}
+    wanted = [p.name for p in step_cell.get_parameters() if p.name not in net_names]
+    absent = [n for n in wanted if n not in state]
+    if absent:
+        raise UserError(f"checkpoint '{path}' lacks training state {', '.join(absent[:3])}: it was written with "
+                        f"other optimizer or loss-scale settings; resume with those settings or use --pretrained")
+    not_loaded, _ = load_param_into_net(step_cell, {k: state[k] for k in wanted})
+    if not_loaded:
+        raise UserError(f"checkpoint '{path}': training state not loaded: {', '.join(not_loaded[:3])}")
+    epoch, step = int(params["epoch_num"].asnumpy()), int(params["step_num"].asnumpy())
+    if step >= steps_per_epoch:
+        return epoch, 0
+    return epoch - 1, step
+
+
+def load_pretrained(net, path: str, num_classes: int) -> str:
+    """Start from the weights in `path`; a classifier of another class count is re-initialised.
+
+    Every other parameter must fit exactly (common.models.load_checkpoint_strict). Returns a line saying what
+    was loaded, for the log.
+    """
+    params = {k: v for k, v in read_checkpoint(path).items()
+              if not k.startswith(TRAIN_STATE_PREFIXES) and k not in META_KEYS}
+    head = net.fc
+    saved = params.get(head.weight.name)
+    note = f"pretrained: loaded '{path}'"
+    if saved is not None and tuple(saved.shape) != tuple(head.weight.shape):
+        # keep the freshly initialised head: the checkpoint's classes are not this data set's
+        params[head.weight.name] = head.weight
+        params[head.bias.name] = head.bias
+        note += (f"; classifier head re-initialised for num_classes={num_classes} (checkpoint head has "
+                 f"{saved.shape[0]} classes)")
+    load_checkpoint_strict(net, path, params)
+    return note
+

@@ -1,0 +1,167 @@
+"""train.py end to end on CPU with a tiny generated data set: exact resume after SIGTERM and SIGKILL, and the
+training-side failures of the reliability catalogue (clear one-line errors, skipped bad images, non-finite loss).
+
+Every run is resnext50_32x4d at 32 px, batch 4, 4 steps per epoch: the grouped-conv backward is slow on CPU
+(REFERENCE §5), so the runs are a few steps long.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+
+TRAIN = os.path.join("resnext50_32x4d", "train.py")
+ARCH = "resnext50_32x4d"
+BASE = ["--device_target", "CPU", "--mode", "graph", "--num_classes", "2", "--image_size", "32", "--batch_size", "4",
+        "--epoch_size", "3", "--lr", "0.05", "--warmup_epochs", "1", "--log_interval", "1", "--amp_level", "O0",
+        "--loss_scale_type", "dynamic", "--loss_scale", "1024", "--keep_checkpoint_max", "2", "--seed", "7"]
+
+
+def write_images(root, per_class, seed):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(2):
+        folder = os.path.join(root, f"class{c}")
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            pixels = (rng.random((32, 32, 3)) * 120).astype(np.uint8)
+            pixels[..., c] += 120  # class = dominant colour channel
+            Image.fromarray(pixels).save(os.path.join(folder, f"{i:02d}.jpg"), quality=90)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    write_images(str(root / "train"), 8, seed=0)
+    write_images(str(root / "val"), 2, seed=1)
+    return str(root)
+
+
+def train_args(data_dir, out, *extra):
+    return [TRAIN, "--data_dir", data_dir, "--output_dir", str(out), *BASE, *extra]
+
+
+def net_weights(path):
+    import mindspore as ms
+
+    from common.models import TRAIN_STATE_PREFIXES
+
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()
+            if not k.startswith(TRAIN_STATE_PREFIXES) or k.startswith("moments.")}
+
+
+def run_until(args, marker, sig):
+    """Start train.py, send `sig` once `marker` appears on stdout, return (exit code, stdout)."""
+    env = dict(os.environ, GLOG_v="3", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(marker):
+            proc.send_signal(sig)
+            break
+    lines.extend(proc.stdout)
+    return proc.wait(timeout=300), "".join(lines)
+
+
+def assert_user_error(result, *words):
+    assert result.returncode != 0, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+def test_sigterm_and_sigkill_then_resume_end_like_an_uninterrupted_run(data_dir, tmp_path):
+    straight = tmp_path / "straight"
+    result = run_cli(train_args(data_dir, straight))
+    assert result.returncode == 0, result.stderr
+    assert "epoch: 3 step: 4, loss is" in result.stdout and "mean_fps:" in result.stdout
+    assert "epoch time:" in result.stdout
+    records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert {"loss", "lr", "img_per_sec", "seconds", "skipped_steps", "rss_mb"} <= set(records[0])
+    names = sorted(os.listdir(straight))
+    assert [n for n in names if n.endswith(".ckpt")] == [f"{ARCH}-2_4.ckpt", f"{ARCH}-3_4.ckpt"]  # keep max 2
+    assert "config.yaml" in names
+    want = net_weights(str(straight / f"{ARCH}-3_4.ckpt"))
+
+    broken = tmp_path / "broken"
+    # SIGTERM in the middle of epoch 2: the step finishes, a checkpoint is written, the exit code says so.
+    code, out = run_until(train_args(data_dir, broken), "epoch: 2 step: 2,", signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, out
+    assert "stopped by SIGTERM" in out
+    stopped_at = [n for n in os.listdir(broken) if n.startswith(f"{ARCH}-2_")]
+    assert stopped_at and stopped_at[0] in (f"{ARCH}-2_2.ckpt", f"{ARCH}-2_3.ckpt"), os.listdir(broken)
+    # resume from the mid-epoch checkpoint, then SIGKILL during epoch 3: nothing is written by a killed process.
+    code, out = run_until(train_args(data_dir, broken, "--resume", "auto"), "epoch: 3 step: 2,", signal.SIGKILL)
+    assert code == -signal.SIGKILL, out
+    assert "resumed from" in out
+    # the newest complete checkpoint is the end of epoch 2; resume from it to the end
+    result = run_cli(train_args(data_dir, broken, "--resume", "auto"))
+    assert result.returncode == 0, result.stderr
+    assert f"{ARCH}-2_4.ckpt': continuing at epoch 3 step 1" in result.stdout
+    got = net_weights(str(broken / f"{ARCH}-3_4.ckpt"))
+    assert set(got) == set(want)
+    worst = max(float(np.abs(got[k] - want[k]).max()) for k in want)
+    assert worst <= 1e-5, f"resumed run differs from the uninterrupted one by {worst}"
+
+
+def test_bad_images_are_skipped_with_a_warning_or_refused_with_strict_data(data_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    good = (data / "train" / "class0" / "00.jpg").read_bytes()
+    (data / "train" / "class0" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (data / "train" / "class1" / "notes.jpg").write_text("not a picture")
+    # dynamic loss scale from 2**126: the first steps overflow, are skipped and counted, then training goes on
+    result = run_cli(train_args(str(data), tmp_path / "out", "--epoch_size", "1", "--loss_scale", str(2.0 ** 126)))
+    assert result.returncode == 0, result.stderr
+    assert "cut.jpg': truncated JPEG" in result.stderr and "notes.jpg': not an image" in result.stderr
+    assert "epoch 1: " in result.stderr and "unreadable image read(s) skipped" in result.stderr
+    record = json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["bad_images"] >= 1 and record["skipped_steps"] >= 1
+    assert f"epoch 1: {record['skipped_steps']} step(s) skipped for non-finite gradients" in result.stdout
+    assert_user_error(run_cli(train_args(str(data), tmp_path / "strict", "--strict_data", "true")),
+                      "cut.jpg", "--strict_data")
+
+
+def test_fixed_loss_scale_overflow_stops_and_keeps_the_checkpoint(data_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(train_args(data_dir, out, "--epoch_size", "1"))
+    assert result.returncode == 0, result.stderr
+    ckpt = out / f"{ARCH}-1_4.ckpt"
+    before = ckpt.read_bytes()
+    # a fixed loss scale of 1e38 overflows every gradient: the run must stop, not train on
+    result = run_cli(train_args(data_dir, out, "--epoch_size", "2", "--resume", "auto", "--loss_scale_type", "fixed",
+                                "--loss_scale", "1e38"))
+    assert_user_error(result, "diverged", "fixed loss scale", str(ckpt))
+    assert ckpt.read_bytes() == before
+    assert sorted(n for n in os.listdir(out) if n.endswith(".ckpt")) == [ckpt.name]
+
+
+def test_user_mistakes_give_one_clear_line(data_dir, tmp_path):
+    assert_user_error(run_cli(train_args(data_dir, tmp_path / "a", "--resume", str(tmp_path / "none.ckpt"))),
+                      "--resume", "does not exist")
+    assert_user_error(run_cli(train_args(data_dir, tmp_path / "b", "--num_classes", "5")),
+                      "2 class folders", "--num_classes 2")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_user_error(run_cli(train_args(data_dir, blocker / "sub")), "not writable")
+    image = open(os.path.join(data_dir, "val", "class0", "00.jpg"), "rb").read()
+    for split, name in (("train", "class0"), ("val", "other")):
+        os.makedirs(tmp_path / "odd" / split / name)
+        (tmp_path / "odd" / split / name / "a.jpg").write_bytes(image)
+    assert_user_error(run_cli(train_args(str(tmp_path / "odd"), tmp_path / "c", "--num_classes", "1")),
+                      "different class folders")
+    help_run = run_cli([TRAIN, "--help"])
+    assert help_run.returncode == 0 and "--label_smooth_factor" in help_run.stdout

@@ -1,0 +1,169 @@
+"""Units of the training step: weight-decay groups, label smoothing, one SGD step by hand, loss-scale overflow,
+mixup/cutmix targets, image checks and config overrides/aliases/errors."""
+import numpy as np
+import pytest
+from easydict import EasyDict
+
+from common.config import load_config
+from common.errors import UserError
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def numpy_smooth_ce(logits, labels, classes, eps):
+    target = np.full((len(labels), classes), eps / classes)
+    target[np.arange(len(labels)), labels] += 1 - eps
+    return -(target * np.log(softmax(logits))).sum(axis=1).mean(), target
+
+
+def test_weight_decay_skips_bn_gamma_beta_and_biases():
+    from common.models import create_model
+    from common.optim import param_groups
+
+    net = create_model("resnest50", num_classes=10)  # has conv biases (fc1/fc2) as well as BN and the fc bias
+    decay, no_decay, order = param_groups(net, 1e-4)
+    decay_names = {p.name for p in decay["params"]}
+    no_decay_names = {p.name for p in no_decay["params"]}
+    assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
+    assert len(order["order_params"]) == len(decay_names) + len(no_decay_names)
+    assert all(n.endswith(("gamma", "beta", "bias")) for n in no_decay_names)
+    assert all(n.endswith("weight") for n in decay_names)
+    assert "fc.bias" in no_decay_names and "layer1.0.conv2.fc1.bias" in no_decay_names
+    assert "fc.weight" in decay_names and "layer1.0.conv2.conv.weight" in decay_names
+    assert len(param_groups(net, 1e-4, decay_bn_and_bias=True)[0]["params"]) == len(order["order_params"])
+
+
+def test_label_smoothing_loss_matches_numpy():
+    import mindspore as ms
+
+    from common.loss import CrossEntropySmooth
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 7)).astype(np.float32) * 3
+    labels = rng.integers(0, 7, 6).astype(np.int32)
+    want, target = numpy_smooth_ce(logits.astype(np.float64), labels, 7, 0.1)
+    loss = CrossEntropySmooth(7, 0.1)
+    assert float(loss(ms.Tensor(logits), ms.Tensor(labels)).asnumpy()) == pytest.approx(want, rel=1e-5)
+    # soft targets (mixup) are used as given
+    soft = float(loss(ms.Tensor(logits), ms.Tensor(target.astype(np.float32))).asnumpy())
+    assert soft == pytest.approx(want, rel=1e-5)
+    assert float(CrossEntropySmooth(7, 0.0)(ms.Tensor(logits), ms.Tensor(labels)).asnumpy()) == pytest.approx(
+        -np.log(softmax(logits.astype(np.float64))[np.arange(6), labels]).mean(), rel=1e-5)
+
+
+def step_cfg(**kw):
+    cfg = dict(num_classes=3, label_smooth_factor=0.1, lr=0.5, lr_base_batch_size=0, batch_size=4, epoch_size=1,
+               lr_scheduler="constant", warmup_epochs=0.0, warmup_init_lr=0.0, lr_min=0.0, lr_gamma=0.1,
+               lr_step_size=1, lr_epochs=[], momentum=0.9, nesterov=False, weight_decay=0.01,
+               decay_bn_and_bias=False, amp_level="O0", loss_scale=1024.0, loss_scale_type="fixed")
+    cfg.update(kw)
+    return EasyDict(cfg)
+
+
+def dense_net(seed=0):
+    import mindspore as ms
+    from mindspore import nn
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(3, 5)).astype(np.float32)
+    b = rng.normal(size=3).astype(np.float32)
+    return nn.Dense(5, 3, weight_init=ms.Tensor(w), bias_init=ms.Tensor(b)), w, b
+
+
+@pytest.mark.parametrize("scale_type", ["fixed", "dynamic"])
+def test_one_training_step_equals_sgd_by_hand(scale_type):
+    import mindspore as ms
+
+    from common.train import build_train_step
+
+    net, w, b = dense_net()
+    step = build_train_step(net, step_cfg(loss_scale_type=scale_type), steps_per_epoch=2)
+    x = np.random.default_rng(1).normal(size=(4, 5)).astype(np.float32)
+    y = np.array([0, 2, 1, 2], np.int32)
+    logits = x.astype(np.float64) @ w.T + b
+    want_loss, target = numpy_smooth_ce(logits, y, 3, 0.1)
+    grad_logits = (softmax(logits) - target) / 4
+    grad_w, grad_b = grad_logits.T @ x + 0.01 * w, grad_logits.sum(axis=0)  # weight decay on w only
+    loss = float(step(ms.Tensor(x), ms.Tensor(y)).asnumpy())
+    assert loss == pytest.approx(want_loss, rel=1e-5)
+    # first momentum step: v = g, p -= lr * v
+    np.testing.assert_allclose(net.weight.asnumpy(), w - 0.5 * grad_w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(net.bias.asnumpy(), b - 0.5 * grad_b, rtol=1e-4, atol=1e-6)
+    assert int(step.skipped_steps.asnumpy()) == 0
+
+
+def test_overflow_skips_the_update_and_dynamic_scale_halves():
+    import mindspore as ms
+
+    from common.train import build_train_step
+
+    net, w, _ = dense_net()
+    step = build_train_step(net, step_cfg(loss_scale_type="dynamic", loss_scale=256.0), steps_per_epoch=2)
+    bad = np.full((4, 5), np.inf, np.float32)
+    step(ms.Tensor(bad), ms.Tensor(np.zeros(4, np.int32)))
+    assert bool(step.last_overflow.asnumpy()) and int(step.skipped_steps.asnumpy()) == 1
+    assert step.loss_scale == 128.0
+    np.testing.assert_array_equal(net.weight.asnumpy(), w)
+
+
+def test_mixup_and_cutmix_targets():
+    from common.augment import MixupCutmix, cutmix_box, parse_auto_augment
+
+    images = np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3])
+    mixed, target = MixupCutmix(4, mixup=0.8, prob=1.0, smoothing=0.1, seed=3)(images, labels)
+    np.testing.assert_allclose(target.sum(axis=1), 1.0, rtol=1e-6)
+    lam = (target[0, 0] - 0.025) / 0.9  # smoothed one-hot weight of the image's own class
+    np.testing.assert_allclose(mixed, lam * images + (1 - lam) * images[::-1], rtol=1e-5, atol=1e-6)
+    mixed, target = MixupCutmix(4, cutmix=1.0, prob=1.0, seed=5)(images, labels)
+    pasted = (mixed != images).any(axis=1)[0].mean()  # fraction of pixels taken from the other image
+    np.testing.assert_allclose(target[0, 0], 1 - pasted, rtol=1e-6)
+    y0, y1, x0, x1 = cutmix_box(10, 10, 0.75, np.random.default_rng(0))
+    assert 0 <= y0 <= y1 <= 10 and 0 <= x0 <= x1 <= 10
+    assert parse_auto_augment("randaug-m9-mstd0.5") == (2, 9)
+    assert parse_auto_augment("randaug-m7-n3") == (3, 7)
+    with pytest.raises(UserError, match="not supported"):
+        parse_auto_augment("autoaug-v0")
+
+
+def test_image_checks_name_truncated_and_non_image_files(tmp_path):
+    from PIL import Image
+
+    from common.dataset import CheckedImageSource, image_problem
+
+    good = tmp_path / "good.jpg"
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(good)
+    data = good.read_bytes()
+    assert image_problem(data) is None
+    assert "truncated JPEG" in image_problem(data[: len(data) // 2])
+    assert "not an image" in image_problem(b"hello world")
+    assert image_problem(b"") == "empty file"
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(data[:100])
+    source = CheckedImageSource([(str(bad), 0), (str(good), 1)], strict=True)
+    image, label = source[0]  # replaced by the next good sample
+    assert bytes(image) == data and int(label) == 1
+    assert source.skipped == 1 and str(bad) in source.bad
+    with pytest.raises(UserError, match="bad.jpg"):
+        source.raise_if_bad()
+
+
+def test_config_overrides_aliases_and_errors(tmp_path):
+    yaml_path = "resnext152_64x4d/default_config.yaml"
+    cfg = load_config(yaml_path, ["--per_batch_size", "16", "--max_epoch", "3", "--run_eval", "False",
+                                  "--lr_epochs", "1,2", "--ckpt_path", "/x"])
+    assert (cfg.batch_size, cfg.epoch_size, cfg.run_eval, cfg.lr_epochs, cfg.output_dir) == (16, 3, False, [1, 2], "/x")
+    assert cfg.lr == 0.4 and cfg.lr_base_batch_size == 1024  # the recipe's values
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("lr: 0.02\nwarmup_epochs: 1\n")
+    cfg = load_config(yaml_path, ["--config_path", str(extra), "--lr", "0.03"])
+    assert (cfg.lr, cfg.warmup_epochs) == (0.03, 1.0)  # command line wins over --config_path
+    for argv, message in ((["--lrr", "1"], "did you mean 'lr'"), (["--lr", "-1"], "out of range"),
+                          (["--batch_size", "0"], "out of range"), (["--run_eval", "maybe"], "not a valid bool"),
+                          (["--warmup_epochs", "9", "--epoch_size", "2"], "longer than epoch_size"),
+                          (["--lr_scheduler", "poly"], "not one of"), (["--nonfinite_patience", "0"], "out of range")):
+        with pytest.raises(UserError, match=message):
+            load_config(yaml_path, argv)
