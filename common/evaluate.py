@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import SCHEMA, load_config
+from .config import SCHEMA
 from .dataset import default_workers, eval_transforms, scan_image_folder, split_dir
 from .errors import UserError, cli_main
-from .inference import command_line_keys, load_inference_network, wants_help, write_json
+from .inference import command_line_keys, entry_config, load_inference_network, write_json
 
 TOPK = 5
 
@@ -225,10 +224,9 @@ def check_labels(data_classes: Sequence[str], num_classes: int, where: str) -> N
 @cli_main
 def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     """Command line of <model>/eval.py: load the checkpoint, evaluate the val split, print and save the figures."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv, USAGE):
+    argv, cfg = entry_config(model_dir, argv, USAGE)
+    if cfg is None:
         return 0
-    cfg = load_config(os.path.join(model_dir, "default_config.yaml"), argv)
     if not cfg.checkpoint_path:
         raise UserError("--checkpoint_path is not set; pass the .ckpt file to evaluate")
     root = split_dir(cfg.data_dir, "val")

@@ -10,16 +10,15 @@ failed export never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Dict, Optional, Sequence
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from .config import Option, load_config
+from .config import Option
 from .errors import UserError, cli_main
-from .inference import command_line_keys, load_inference_network, wants_help
+from .inference import command_line_keys, entry_config, load_inference_network
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 EXPORT_OPTIONS: Dict[str, Option] = {
@@ -89,10 +88,9 @@ def export_network(cell, file_name: str, file_format: str, batch_size: int, heig
 @cli_main
 def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     """Command line of <model>/export.py."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv, USAGE, EXPORT_OPTIONS):
+    argv, cfg = entry_config(model_dir, argv, USAGE, EXPORT_OPTIONS)
+    if cfg is None:
         return 0
-    cfg = load_config(os.path.join(model_dir, "default_config.yaml"), argv, extra=EXPORT_OPTIONS)
     fmt = check_format(cfg.file_format, cfg.device_target)
     if "batch_size" not in command_line_keys(argv, EXPORT_OPTIONS):
         cfg.batch_size = 1  # the recipe's training batch is no default for a deployed graph

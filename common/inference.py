@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Dict, List, Optional, Sequence, Set
 
-from .config import Option, canonical_key, help_text, split_cli
+from .config import Option, canonical_key, help_text, load_config, split_cli
 from .errors import UserError
 
 CLASS_NAMES_FILE = "class_names.json"  # written by training beside its checkpoints: JSON list, label order
@@ -17,12 +18,14 @@ def command_line_keys(argv: Sequence[str], extra: Optional[Dict[str, Option]] = 
     return {canonical_key(k, "command line", tuple(extra or ())) for k, _ in split_cli(argv) if k != "config_path"}
 
 
-def wants_help(argv: Sequence[str], usage: str, extra: Optional[Dict[str, Option]] = None) -> bool:
-    """Print usage and the documented options when -h/--help is on the command line."""
+def entry_config(model_dir: str, argv: Optional[Sequence[str]], usage: str,
+                 extra: Optional[Dict[str, Option]] = None):
+    """(argv, resolved config) of an entry point of `model_dir`; the config is None when -h/--help printed help."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         print(usage + "\n" + help_text(extra))
-        return True
-    return False
+        return argv, None
+    return argv, load_config(os.path.join(model_dir, "default_config.yaml"), argv, extra=extra)
 
 
 def checkpoint_num_classes(params: dict) -> Optional[int]:

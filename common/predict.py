@@ -22,11 +22,11 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from easydict import EasyDict
 
-from .config import SCHEMA, Option, load_config
+from .config import Option
 from .dataset import IMAGE_EXTENSIONS, eval_transforms
 from .errors import UserError, cli_main
-from .inference import (check_names, class_names_for, default_class_names, load_inference_network, read_names_file,
-                        wants_help)
+from .inference import (check_names, class_names_for, default_class_names, entry_config, load_inference_network,
+                        read_names_file)
 
 PREDICT_OPTIONS: Dict[str, Option] = {
     "image": Option("", "str", "image file, or a folder whose images (searched recursively) are all classified"),
@@ -153,10 +153,9 @@ def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     """Command line of <model>/predict.py."""
     import mindspore as ms
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv, USAGE, PREDICT_OPTIONS):
+    argv, cfg = entry_config(model_dir, argv, USAGE, PREDICT_OPTIONS)
+    if cfg is None:
         return 0
-    cfg = load_config(os.path.join(model_dir, "default_config.yaml"), argv, extra=PREDICT_OPTIONS)
     if not cfg.image:
         raise UserError("--image is not set; pass an image file or a folder of images")
     images = list_images(cfg.image)
@@ -166,7 +165,7 @@ def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id, distributed=False)
     net = load_inference_network(cfg, argv, PREDICT_OPTIONS)
     names = class_names_for(cfg.checkpoint_path, cfg.num_classes, cfg.labels)
-    batch_size = cfg.eval_batch_size or cfg.batch_size or SCHEMA["batch_size"].default
+    batch_size = cfg.eval_batch_size or cfg.batch_size
     results = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]

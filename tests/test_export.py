@@ -53,6 +53,9 @@ def test_export_mindir_and_onnx_match_network(model_dir, tmp_path):
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert session.get_inputs()[0].shape == [BATCH, 3, SIZE, SIZE]
     assert_close(session.run(None, {"image": image})[0], want)
+    del session
+    for name in ("model.mindir", "model.onnx"):  # hundreds of MB for ResNeXt-152: do not keep them in /tmp
+        os.remove(tmp_path / "out" / name)
 
 
 def test_export_softmax_outputs_probabilities(tmp_path):
