@@ -1,8 +1,9 @@
 """Top-1 / top-5 evaluation of a classifier on an ImageFolder split, single device or data parallel.
 
 Every image of the split is counted exactly once: rank r of n evaluates images r, r + n, r + 2n, ... (an explicit
-index list, so no shard is padded with repeated images and the last partial batch is kept). The per-rank counts are
-summed with one all-reduce; nothing is passed between ranks through files. Rank 0 prints the ModelZoo lines that
+index list, so no shard is padded with repeated images), and the last partial batch is kept (padded with zeros to
+the batch shape, the padding rows not scored). The per-rank counts are summed with one all-reduce; nothing is
+passed between ranks through files. Rank 0 prints the ModelZoo lines that
 users grep (REFERENCE §3):
 
     after allreduce eval: top1_correct=39666, tot=49984,acc=79.36%(TOP1)
