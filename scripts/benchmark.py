@@ -1,0 +1,282 @@
+#!/usr/bin/env python
+"""Throughput of the zoo's real training step, inference network and data pipeline, optionally side by side with
+PyTorch (torchvision / timm models, torchvision transforms) in the same process.
+
+    python scripts/benchmark.py --arch resnext50_32x4d --mode train --batch_size 8 --image_size 224 \
+        --device_target CPU --compare torch --json out.json
+
+Modes: train (the step train.py runs: loss, optimizer, AMP/loss scale), eval (the inference network), compile
+(graph-compile seconds of the train and eval graphs), pipeline (train/eval transforms on real JPEGs, one worker and
+the configured worker count). With --compare torch each timed step of ours is followed by one of theirs, so both see
+the same machine load; the ratio is ours/theirs in img/s (> 1: ours is faster). Results: one table on stdout and,
+with --json, a file with top-level keys mode, ours, theirs, ratio (and ratios for pipeline, env for the set-up).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for _path in (ROOT, HERE):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from common.errors import UserError, cli_main  # noqa: E402
+
+MODES = ("train", "eval", "pipeline", "compile")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="resnext50_32x4d")
+    p.add_argument("--mode", default="train", choices=MODES)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--image_size", type=int, default=224)
+    p.add_argument("--device_target", default="CPU", choices=("CPU", "GPU", "Ascend"))
+    p.add_argument("--steps", type=int, default=10, help="timed steps (pipeline: passes) after warm-up")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first (compiling) one")
+    p.add_argument("--compare", default="", choices=("", "torch"), help="also run the PyTorch equivalent")
+    p.add_argument("--json", default="", help="write the results here")
+    p.add_argument("--num_classes", type=int, default=1000)
+    p.add_argument("--amp_level", default="", help="override the recipe's AMP level ('' = recipe; CPU: O0)")
+    p.add_argument("--ms_mode", default="graph", choices=("graph", "pynative"))
+    p.add_argument("--jit_level", default="", choices=("", "O0", "O1", "O2"))
+    p.add_argument("--num_workers", type=int, default=0, help="pipeline workers (0 = the zoo's default)")
+    p.add_argument("--images", type=int, default=64, help="pipeline: JPEG files in the generated folder")
+    args = p.parse_args(argv)
+    for name in ("batch_size", "image_size", "steps", "num_classes", "images"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name} must be > 0, got {getattr(args, name)}")
+    if args.image_size < 32:
+        raise UserError(f"--image_size {args.image_size} is below 32, the smallest input the network takes")
+    if args.mode == "compile" and args.compare:
+        raise UserError("--compare torch has no meaning with --mode compile (PyTorch eager has no compile step)")
+    return args
+
+
+def load_bench_config(args: argparse.Namespace):
+    """The arch's recipe (its model folder's default_config.yaml when there is one) with the benchmark's sizes."""
+    from common.config import load_config
+    from common.models import ARCHS
+
+    if args.arch not in ARCHS:
+        raise UserError(f"unknown arch '{args.arch}'; choose one of: {', '.join(ARCHS)}")
+    yaml_path = os.path.join(ROOT, args.arch, "default_config.yaml")
+    amp = args.amp_level or ("O0" if args.device_target == "CPU" else "")
+    argv = ["--arch", args.arch, "--batch_size", str(args.batch_size), "--image_size", str(args.image_size),
+            "--device_target", args.device_target, "--num_classes", str(args.num_classes), "--mode", args.ms_mode,
+            "--jit_level", args.jit_level] + (["--amp_level", amp] if amp else [])
+    if args.num_workers:
+        argv += ["--num_parallel_workers", str(args.num_workers)]
+    return load_config(yaml_path if os.path.isfile(yaml_path) else None, argv)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def median(values: List[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def time_alternating(runs: Dict[str, Callable[[], None]], steps: int) -> Dict[str, List[float]]:
+    """Seconds per call of each run, one call of each in turn, so every run sees the same load."""
+    times: Dict[str, List[float]] = {name: [] for name in runs}
+    for _ in range(steps):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+# ----------------------------------------------------------------------------------------------- ours (MindSpore)
+def ours_step(cfg, training: bool) -> Callable[[], None]:
+    """One call of the real training step (or of the inference network) on a fixed random batch."""
+    import mindspore as ms
+    import numpy as np
+
+    from common.models import create_model
+
+    rng = np.random.default_rng(0)
+    images = ms.Tensor(rng.standard_normal((cfg.batch_size, 3, cfg.image_size, cfg.image_size), dtype=np.float32))
+    labels = ms.Tensor(rng.integers(0, cfg.num_classes, cfg.batch_size).astype(np.int32))
+    net = create_model(cfg.arch, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate,
+                       zero_init_last=cfg.zero_init_last)
+    if not training:
+        net.set_train(False)
+        return lambda: net(images).asnumpy()
+    step = build_ms_train_step(net, cfg)
+    return lambda: step(images, labels).asnumpy()
+
+
+def build_ms_train_step(net, cfg):
+    """common.train.build_train_step: the exact step train.py runs."""
+    from common.train import build_train_step
+
+    return build_train_step(net, cfg, steps_per_epoch=1000, group_size=1)
+
+
+# --------------------------------------------------------------------------------------------- theirs (PyTorch)
+def torch_model(arch: str, num_classes: int):
+    """torchvision's ResNeXt (any depth/width of the zoo) or timm's resnest50d, randomly initialised."""
+    from common.models import ARCHS
+
+    spec = ARCHS[arch]
+    if spec.source == "timm":
+        import timm
+
+        return timm.create_model("resnest50d", pretrained=False, num_classes=num_classes)
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    return ResNet(Bottleneck, list(spec.layers), num_classes=num_classes, groups=spec.kwargs["groups"],
+                  width_per_group=spec.kwargs["base_width"])
+
+
+def theirs_step(cfg, training: bool) -> Callable[[], None]:
+    """The same work in PyTorch: SGD momentum + label-smoothing CE (+ autocast on GPU when ours uses AMP)."""
+    import torch
+
+    torch.manual_seed(0)
+    device = "cuda" if cfg.device_target == "GPU" else "cpu"
+    model = torch_model(cfg.arch, cfg.num_classes).to(device)
+    images = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
+    labels = torch.randint(0, cfg.num_classes, (cfg.batch_size,), device=device)
+    amp = device == "cuda" and cfg.amp_level != "O0"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if not training:
+        model.eval()
+
+        def infer() -> None:
+            with torch.inference_mode(), torch.autocast(device, enabled=amp):
+                model(images)
+            sync()
+        return infer
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          nesterov=cfg.nesterov)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smooth_factor)
+    scaler = torch.amp.GradScaler(device, enabled=amp)
+
+    def train_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device, enabled=amp):
+            loss = loss_fn(model(images), labels)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        loss.item()
+    return train_step
+
+
+# ------------------------------------------------------------------------------------------------ model modes
+def run_model(args, cfg) -> dict:
+    """train / eval: warm up, then time ours and theirs alternately; img/s from the median step."""
+    training = args.mode == "train"
+    ours = ours_step(cfg, training)
+    start = time.perf_counter()
+    ours()
+    first_s = time.perf_counter() - start
+    for _ in range(args.warmup):
+        ours()
+    ours_peak = peak_rss_mb()  # before theirs exists: ours alone
+    runs = {"ours": ours}
+    if args.compare:
+        theirs = theirs_step(cfg, training)
+        for _ in range(args.warmup + 1):
+            theirs()
+        runs["theirs"] = theirs
+    times = time_alternating(runs, args.steps)
+    result = {}
+    for name, secs in times.items():
+        step_s = median(secs)
+        result[name] = {"img_s": cfg.batch_size / step_s, "ms_step": 1000 * step_s,
+                        "ms_step_min": 1000 * min(secs), "ms_step_max": 1000 * max(secs)}
+    result["ours"].update(first_call_s=first_s, peak_rss_mb=ours_peak)
+    return result
+
+
+def run_compile(args, cfg) -> dict:
+    """Graph-compile seconds: first call minus a steady call, for the train step and the eval network."""
+    out = {}
+    for name, training in (("train", True), ("eval", False)):
+        step = ours_step(cfg, training)
+        start = time.perf_counter()
+        step()
+        first = time.perf_counter() - start
+        steady = median(time_alternating({"s": step}, max(1, min(args.steps, 3)))["s"])
+        out[f"{name}_compile_s"] = max(0.0, first - steady)
+        out[f"{name}_first_call_s"] = first
+        out[f"{name}_ms_step"] = 1000 * steady
+    return {"ours": out}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("GLOG_v", "3")
+    cfg = load_bench_config(args)
+    from common.compat import set_context
+
+    set_context(args.ms_mode, args.device_target, jit_level=args.jit_level or None)
+    import mindspore as ms
+
+    ms.set_seed(cfg.seed)
+    if args.mode == "pipeline":
+        from benchmark_pipeline import run_pipeline
+
+        with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+            result = run_pipeline(args, cfg, tmp)
+    elif args.mode == "compile":
+        result = run_compile(args, cfg)
+    else:
+        result = run_model(args, cfg)
+    report = {"mode": args.mode, "arch": args.arch, "batch_size": args.batch_size, "image_size": args.image_size,
+              "device_target": args.device_target, "steps": args.steps, **result, "env": environment(args)}
+    if "theirs" in result and "ratio" not in result:
+        report["ratio"] = result["ours"]["img_s"] / result["theirs"]["img_s"]
+    print_table(report)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2)
+    return 0
+
+
+def environment(args) -> dict:
+    """What the numbers depend on: versions, cores, load, threads, the fast-conv switch."""
+    import mindspore as ms
+
+    env = {"mindspore": ms.__version__, "cpu_count": os.cpu_count(), "ms_mode": args.ms_mode,
+           "jit_level": args.jit_level or "default", "fast_conv": os.environ.get("ZOO_FAST_CONV", "1"),
+           "loadavg_1min": os.getloadavg()[0]}
+    if args.compare:
+        import torch
+
+        env.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    return env
+
+
+def print_table(report: dict) -> None:
+    """One row per side and measure; the ratio last."""
+    print(f"mode={report['mode']} arch={report['arch']} batch={report['batch_size']} size={report['image_size']} "
+          f"device={report['device_target']} load={report['env']['loadavg_1min']:.2f}")
+    print(f"{'side':<8}{'measure':<28}{'value':>12}")
+    for side in ("ours", "theirs"):
+        for key, value in report.get(side, {}).items():
+            print(f"{side:<8}{key:<28}{value:>12.2f}")
+    for key, value in report.get("ratios", {}).items():
+        print(f"{'ratio':<8}{key:<28}{value:>12.3f}")
+    if "ratio" in report:
+        print(f"{'ratio':<8}{'ours/theirs img/s':<28}{report['ratio']:>12.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main)())

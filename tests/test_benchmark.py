@@ -1,0 +1,58 @@
+"""scripts/benchmark.py end to end at toy sizes: the documented JSON keys and a consistent ratio (no timing checks)."""
+import json
+import os
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")
+TINY = ["--arch", "resnext50_32x4d", "--image_size", "32", "--batch_size", "2", "--steps", "2", "--warmup", "0",
+        "--num_classes", "10", "--device_target", "CPU"]
+
+
+def _run(tmp_path, *args):
+    out = tmp_path / "bench.json"
+    result = run_cli([SCRIPT, *TINY, "--json", str(out), *args], timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_train_compare_torch(tmp_path):
+    # PyNative keeps the test fast (no graph compile); the timed step is still common.train.build_train_step.
+    report, stdout = _run(tmp_path, "--mode", "train", "--compare", "torch", "--ms_mode", "pynative")
+    assert report["mode"] == "train"
+    for side in ("ours", "theirs"):
+        assert report[side]["img_s"] > 0 and report[side]["ms_step"] > 0
+        assert report[side]["img_s"] == pytest.approx(2000.0 / report[side]["ms_step"])
+    assert report["ratio"] == pytest.approx(report["ours"]["img_s"] / report["theirs"]["img_s"])
+    assert report["ours"]["peak_rss_mb"] > 0
+    assert "ours/theirs img/s" in stdout
+
+
+def test_eval_graph_without_compare(tmp_path):
+    report, _ = _run(tmp_path, "--mode", "eval")
+    assert report["mode"] == "eval" and report["ours"]["img_s"] > 0
+    assert "theirs" not in report and "ratio" not in report
+
+
+def test_pipeline_compare_torch(tmp_path):
+    report, _ = _run(tmp_path, "--mode", "pipeline", "--compare", "torch", "--images", "4", "--num_workers", "2",
+                     "--steps", "1")
+    assert report["mode"] == "pipeline"
+    keys = {"train_1worker", "train_2workers", "eval_1worker", "eval_2workers"}
+    assert set(report["ratios"]) == keys
+    for key in keys:
+        ours, theirs = report["ours"][f"{key}_img_s"], report["theirs"][f"{key}_img_s"]
+        assert report["ratios"][key] == pytest.approx(ours / theirs)
+    assert report["ratio"] == report["ratios"]["train_1worker"]
+
+
+@pytest.mark.parametrize("args,needle", [(["--batch_size", "0"], "--batch_size"),
+                                         (["--mode", "compile", "--compare", "torch"], "compile"),
+                                         (["--arch", "resnet9"], "unknown arch")])
+def test_user_errors_are_one_line(args, needle):
+    result = run_cli([SCRIPT, "--device_target", "CPU", *args], timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
