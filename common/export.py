@@ -98,7 +98,9 @@ def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
 
     from .context import init_context
 
-    init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id, distributed=False)
+    # export traces a graph whatever --mode says; graph mode also builds the plain native convs (common.fast_conv
+    # swaps in a training-only conv under PyNative on CPU)
+    init_context(cfg.device_target, "graph", cfg.jit_level, cfg.device_id, distributed=False)
     net = load_inference_network(cfg, argv, EXPORT_OPTIONS)
     path = export_network(inference_cell(net, cfg.softmax), cfg.file_name or cfg.arch, fmt, cfg.batch_size,
                           height, width)
