@@ -7,12 +7,12 @@ loads all of it, so the run continues as if it had never stopped.
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from .callbacks import list_checkpoints
 from .compat import load_param_into_net
 from .errors import UserError
-from .models import TRAIN_STATE_PREFIXES, load_checkpoint_strict, network_param_names, read_checkpoint
+from .models import TRAIN_STATE_PREFIXES, load_checkpoint_strict, read_checkpoint
 
 META_KEYS = ("epoch_num", "step_num", "steps_per_epoch")
 
@@ -41,9 +41,18 @@ def find_resume_checkpoint(resume: str, output_dir: str, arch: str) -> Optional[
     return None
 
 
-def restore_training_state(step_cell, net, path: str, steps_per_epoch: int) -> Tuple[int, int]:
-    """Load network and training state from `path` into `step_cell`; returns (epochs done, steps done in the
-    next epoch), both counted from 0 (a checkpoint written at the end of epoch 3 gives (3, 0))."""
+# Set by this run's config, not the checkpoint: the LR array (its length follows epoch_size, so a run can be
+# extended; global_step keeps the position) and the momentum hyper-parameter.
+FROM_CONFIG = ("learning_rate", "momentum")
+
+
+def restore_training_state(step_cell, net, path: str, steps_per_epoch: int,
+                           from_config: Sequence[str] = FROM_CONFIG) -> Tuple[int, int]:
+    """Load network and training state from `path` into `step_cell`, except the names in `from_config`.
+
+    Returns (epochs done, steps done in the next epoch), both counted from 0: a checkpoint written at the end of
+    epoch 3 gives (3, 0).
+    """
     params = read_checkpoint(path)
     missing_meta = [k for k in META_KEYS if k not in params]
     if missing_meta:
@@ -54,15 +63,22 @@ def restore_training_state(step_cell, net, path: str, steps_per_epoch: int) -> T
         raise UserError(f"checkpoint '{path}' was written with {saved_spe} steps per epoch, this run has "
                         f"{steps_per_epoch} (batch size, data or device count changed); resume with the settings "
                         f"of that run, or fine-tune from it with --pretrained")
-    load_checkpoint_strict(net, path, params, ignore_extra_prefixes=TRAIN_STATE_PREFIXES)
-    net_names = set(network_param_names(net))
-    state = {k: v for k, v in params.items() if k not in net_names and k not in META_KEYS}
-    wanted = [p.name for p in step_cell.get_parameters() if p.name not in net_names]
-    absent = [n for n in wanted if n not in state]
+    load_checkpoint_strict(net, path, params, ignore_extra_prefixes=TRAIN_STATE_PREFIXES)  # checks names, shapes
+    wanted = [p.name for p in step_cell.get_parameters() if p.name not in from_config]
+    absent = [n for n in wanted if n not in params]
     if absent:
         raise UserError(f"checkpoint '{path}' lacks training state {', '.join(absent[:3])}: it was written with "
                         f"other optimizer or loss-scale settings; resume with those settings or use --pretrained")
-    not_loaded, _ = load_param_into_net(step_cell, {k: state[k] for k in wanted})
+    # Give every parameter of the step in one dict (this run's own value for `from_config`): given a partial dict,
+    # MindSpore fills a missing name from a key with the same suffix ('conv1.weight' from 'moments.conv1.weight').
+    values = {p.name: (params[p.name] if p.name in wanted else p) for p in step_cell.get_parameters()}
+    try:
+        not_loaded, _ = load_param_into_net(step_cell, values)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint '{path}' does not fit this run's training state ({first}); resume with the "
+                        f"settings it was written with, or use --pretrained") from None
+    not_loaded = [n for n in not_loaded if n in wanted]
     if not_loaded:
         raise UserError(f"checkpoint '{path}': training state not loaded: {', '.join(not_loaded[:3])}")
     epoch, step = int(params["epoch_num"].asnumpy()), int(params["step_num"].asnumpy())

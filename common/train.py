@@ -10,7 +10,7 @@ import math
 import os
 import signal
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
@@ -181,7 +181,7 @@ def train(cfg) -> int:
     """Run (or resume) training as configured; returns 0, or 128 + signal when stopped by SIGTERM/SIGINT."""
     from .context import init_context
     from .models import create_model
-    from .resume import find_resume_checkpoint, load_pretrained, restore_training_state
+    from .resume import FROM_CONFIG, find_resume_checkpoint, load_pretrained, restore_training_state
 
     samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
     check_classes(cfg, classes)
@@ -211,7 +211,9 @@ def train(cfg) -> int:
     start_epoch, start_step = 0, 0
     resume_path = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)
     if resume_path:
-        start_epoch, start_step = restore_training_state(step_cell, net, resume_path, steps_per_epoch)
+        # a fixed loss scale is a setting (this run's value wins); a dynamic one is state and carries on
+        keep = FROM_CONFIG + (("scale_sense",) if cfg.loss_scale_type == "fixed" else ())
+        start_epoch, start_step = restore_training_state(step_cell, net, resume_path, steps_per_epoch, keep)
         if dist.is_main:
             print(f"resumed from '{resume_path}': continuing at epoch {start_epoch + 1} step {start_step + 1}",
                   flush=True)
@@ -219,17 +221,19 @@ def train(cfg) -> int:
         print(f"resume auto: no checkpoint in '{cfg.output_dir}' yet, starting a new run", flush=True)
     if dist.is_main:
         dump_config(cfg, cfg.output_dir)
-    return _run_loop(cfg, dist, net, step_cell, samples, steps_per_epoch, start_epoch, start_step)
+    return _run_loop(cfg, dist, net, step_cell, samples, steps_per_epoch, (start_epoch, start_step), resume_path)
 
 
-def _run_loop(cfg, dist, net, step_cell, samples, steps_per_epoch: int, start_epoch: int, start_step: int) -> int:
+def _run_loop(cfg, dist, net, step_cell, samples, steps_per_epoch: int, start: Tuple[int, int],
+              resumed_from: Optional[str]) -> int:
+    start_epoch, start_step = start
     source = CheckedImageSource(samples, strict=cfg.strict_data)
     saver = CheckpointSaver(cfg.output_dir, cfg.arch, cfg.keep_checkpoint_max, enabled=dist.is_main)
+    saver.last_path = resumed_from  # the last good checkpoint until this run writes one
     logger = StepLogger(steps_per_epoch, cfg.batch_size * dist.group_size, cfg.log_interval, enabled=dist.is_main)
     metrics = MetricsWriter(cfg.output_dir, enabled=dist.is_main)
     evaluate = EvalCallback(net, cfg, dist, saver)
     stop = StopRequest()
-    stop.install()
     bad_in_a_row = 0
     for epoch in range(start_epoch + 1, cfg.epoch_size + 1):
         # A fresh pipeline per epoch, seeded by the epoch, so a resumed run sees the same order and augmentations.
@@ -244,6 +248,9 @@ def _run_loop(cfg, dist, net, step_cell, samples, steps_per_epoch: int, start_ep
                 continue  # replay the data of the steps done before the checkpoint (keeps augmentation RNG exact)
             if index >= steps_per_epoch:
                 break
+            # Every step: a data pipeline's C++ launch replaces the process's SIGTERM handler (MindSpore 2.8), so
+            # ours is put back once the batch is in hand (a few microseconds).
+            stop.install()
             loss = float(step_cell(images, labels).asnumpy())
             source.raise_if_bad()
             step = index + 1

@@ -18,7 +18,7 @@ from conftest import ROOT, run_cli
 TRAIN = os.path.join("resnext50_32x4d", "train.py")
 ARCH = "resnext50_32x4d"
 BASE = ["--device_target", "CPU", "--mode", "graph", "--num_classes", "2", "--image_size", "32", "--batch_size", "4",
-        "--epoch_size", "3", "--lr", "0.05", "--warmup_epochs", "1", "--log_interval", "1", "--amp_level", "O0",
+        "--epoch_size", "3", "--lr", "0.01", "--warmup_epochs", "1", "--log_interval", "1", "--amp_level", "O0",
         "--loss_scale_type", "dynamic", "--loss_scale", "1024", "--keep_checkpoint_max", "2", "--seed", "7"]
 
 
