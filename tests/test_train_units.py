@@ -1,5 +1,8 @@
 """Units of the training step: weight-decay groups, label smoothing, one SGD step by hand, loss-scale overflow,
-mixup/cutmix targets, image checks and config overrides/aliases/errors."""
+mixup/cutmix targets, image checks, config overrides/aliases/errors, checkpoints (keep max, auto resume, disk
+full), fine-tuning with a new head, ModelArts without moxing."""
+import os
+
 import numpy as np
 import pytest
 from easydict import EasyDict
@@ -167,3 +170,71 @@ def test_config_overrides_aliases_and_errors(tmp_path):
                           (["--lr_scheduler", "poly"], "not one of"), (["--nonfinite_patience", "0"], "out of range")):
         with pytest.raises(UserError, match=message):
             load_config(yaml_path, argv)
+
+
+def test_checkpoints_keep_max_auto_resume_and_disk_full(tmp_path, monkeypatch, capsys):
+    import mindspore as ms
+
+    from common.callbacks import CheckpointSaver, list_checkpoints
+    from common.resume import find_resume_checkpoint
+    from common.train import build_train_step
+
+    net, _, _ = dense_net()
+    step = build_train_step(net, step_cfg(), steps_per_epoch=2)
+    saver = CheckpointSaver(str(tmp_path), "dense", keep_max=2)
+    for epoch in (1, 2, 3):
+        saver.save(step, epoch, 2, 2)
+    assert [(e, s) for e, s, _ in list_checkpoints(str(tmp_path), "dense")] == [(2, 2), (3, 2)]
+    newest = str(tmp_path / "dense-3_2.ckpt")
+    assert find_resume_checkpoint("auto", str(tmp_path), "dense") == newest
+    # a truncated newest file is passed over with a warning
+    (tmp_path / "dense-4_1.ckpt").write_bytes(open(newest, "rb").read()[:200])
+    assert find_resume_checkpoint("auto", str(tmp_path), "dense") == newest
+    assert "dense-4_1.ckpt" in capsys.readouterr().out
+    assert find_resume_checkpoint("auto", str(tmp_path / "empty"), "dense") is None
+    with pytest.raises(UserError, match="does not exist"):
+        find_resume_checkpoint(str(tmp_path / "nope.ckpt"), str(tmp_path), "dense")
+    # disk full half-way through the next write: the previous checkpoints stay, no partial file is left
+    before = open(newest, "rb").read()
+
+    def full_disk(obj, path, **kw):
+        with open(path, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ms, "save_checkpoint", full_disk)
+    with pytest.raises(UserError, match="No space left on device"):
+        saver.save(step, 5, 2, 2)
+    assert open(newest, "rb").read() == before
+    assert sorted(os.listdir(tmp_path)) == ["dense-2_2.ckpt", "dense-3_2.ckpt", "dense-4_1.ckpt"]
+
+
+def test_pretrained_with_another_class_count_reinitialises_only_the_head(tmp_path):
+    import mindspore as ms
+
+    from common.models import create_model
+    from common.resume import load_pretrained
+
+    source = create_model("resnext50_32x4d", num_classes=10)
+    path = str(tmp_path / "src.ckpt")
+    ms.save_checkpoint(source, path)
+    net = create_model("resnext50_32x4d", num_classes=3)
+    fresh_head = net.fc.weight.asnumpy().copy()
+    note = load_pretrained(net, path, 3)
+    assert "re-initialised for num_classes=3" in note and "10 classes" in note
+    np.testing.assert_array_equal(net.fc.weight.asnumpy(), fresh_head)
+    np.testing.assert_array_equal(net.conv1.weight.asnumpy(), source.conv1.weight.asnumpy())
+    np.testing.assert_array_equal(net.layer4[2].bn3.gamma.asnumpy(), source.layer4[2].bn3.gamma.asnumpy())
+    same = create_model("resnext50_32x4d", num_classes=10)
+    assert "re-initialised" not in load_pretrained(same, path, 10)
+    np.testing.assert_array_equal(same.fc.weight.asnumpy(), source.fc.weight.asnumpy())
+
+
+def test_modelarts_without_moxing_is_a_clear_error():
+    from common.modelarts import sync_in
+
+    cfg = load_config(None, ["--enable_modelarts", "true", "--data_url", "obs://bucket/imagenet"])
+    with pytest.raises(UserError, match="moxing"):
+        sync_in(cfg)
+    with pytest.raises(UserError, match="--data_url"):
+        sync_in(load_config(None, ["--enable_modelarts", "true"]))
