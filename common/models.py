@@ -58,7 +58,7 @@ def create_model(arch: str, num_classes: int = 1000, checkpoint: Optional[str] =
     net = ResNet(spec.layers, num_classes=num_classes, drop_rate=drop_rate, zero_init_last=zero_init_last,
                  in_chans=in_chans, **spec.kwargs)
     if checkpoint:
-        load_checkpoint_strict(net, checkpoint, ignore_extra_prefixes=TRAIN_STATE_PREFIXES)
+        load_checkpoint_strict(net, checkpoint)
     return net
 
 
@@ -80,11 +80,11 @@ def network_param_names(net: ms.nn.Cell) -> Dict[str, tuple]:
 
 
 def load_checkpoint_strict(net: ms.nn.Cell, path: str, params: Optional[dict] = None,
-                           ignore_extra_prefixes: Tuple[str, ...] = ()) -> None:
+                           ignore_extra_prefixes: Tuple[str, ...] = TRAIN_STATE_PREFIXES) -> None:
     """Load every parameter of `net` from `path`; refuse missing, unexpected or mis-shaped entries.
 
-    Entries whose names start with one of `ignore_extra_prefixes` (optimizer state, training counters in a resume
-    checkpoint) may be present without being loaded.
+    Entries whose names start with one of `ignore_extra_prefixes` (by default the optimizer state and training
+    counters a train.py checkpoint holds) may be present without being loaded.
     """
     params = read_checkpoint(path) if params is None else params
     expected = network_param_names(net)
