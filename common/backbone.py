@@ -28,7 +28,8 @@ BN_EPS = 1e-5
 def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
     """Conv with PyTorch-style symmetric padding kernel // 2 and Kaiming-normal (fan_out, ReLU) weights.
 
-    Grouped 3x3 convs on the CPU backend get common.fast_conv's faster weight gradient (same parameters and names).
+    Grouped 3x3 convs on the CPU backend in PyNative mode get common.fast_conv's steadier weight gradient (same
+    parameters and names); see common/fast_conv.py for where and why.
     """
     if use_fast_conv(kernel, groups, bias):
         return FastGroupedConv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups,

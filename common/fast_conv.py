@@ -7,8 +7,9 @@ forward). This module computes the same gradient as a batched matrix product ove
     dW[g] = sum_n dY[n, g] (out/g x L) @ cols[n, g]^T (L x in/g*9)
 
 `ops.unfold` builds the columns and one BatchMatMul (transpose_b, no explicit transposes) does every group and
-sample at once; the batch sum is a reduction. Forward and input gradient stay the native kernels, and the result
-equals the native gradient (tests/test_fast_conv.py checks it to 1e-4 relative).
+sample at once; the batch sum is a reduction. Only output maps of 28 x 28 and more take it (where the native kernel
+stalls); smaller ones, the forward and the input gradient stay native. The result equals the native gradient
+(tests/test_fast_conv.py checks both branches to 1e-4 relative).
 
 Where it applies (decided once per process, see `use_fast_conv`): CPU backend, PyNative mode, grouped (group > 1)
 3x3 convs. In graph mode the native kernels are steady and faster than this formulation (measured alternately in
@@ -21,6 +22,7 @@ import os
 
 import mindspore as ms
 from mindspore import nn, ops
+from mindspore.ops.operations._grad_ops import Conv2DBackpropFilter  # the native weight gradient, 2.2 - 2.8
 
 ENV_SWITCH = "ZOO_FAST_CONV"
 
@@ -50,6 +52,11 @@ def use_fast_conv(kernel: int, groups: int, bias: bool = False) -> bool:
     return fast_conv_applies(device_target, mode, kernel, groups, bias, switch)
 
 
+# Output maps at least this large (28 x 28) take the im2col weight gradient; smaller ones keep the native kernel,
+# which is steady and about 2x faster there (ResNeXt-50 stages 3-4 at 224 px, bs 8, benchmarks/RESULTS.md).
+MIN_IM2COL_SPATIAL = 28 * 28
+
+
 class _GroupedConvFn(nn.Cell):
     """conv2d(x, w) with a custom backward; `w` comes in as an input so the optimizer sees the owner's Parameter."""
 
@@ -62,22 +69,26 @@ class _GroupedConvFn(nn.Cell):
         self.conv = ops.Conv2D(out_ch, kernel, pad_mode="pad", pad=padding, stride=stride, group=groups)
         self.grad_input = ops.Conv2DBackpropInput(out_ch, kernel, pad_mode="pad", pad=padding,
                                                   pad_list=(padding,) * 4, stride=stride, group=groups)
+        self.grad_filter = Conv2DBackpropFilter(out_ch, kernel, pad_mode="pad", pad=padding, pad_list=(padding,) * 4,
+                                                stride=stride, group=groups)
         self.bmm_nt = ops.BatchMatMul(transpose_b=True)
 
     def construct(self, x, w):
         return self.conv(x, w)
 
     def bprop(self, x, w, out, dout):
-        """Native input gradient; weight gradient as one batched matmul over im2col columns."""
-        n, c_in, _, _ = x.shape
+        """Native input gradient; weight gradient as one batched matmul over im2col columns on large maps."""
+        dx = self.grad_input(dout, w, x.shape)
+        spatial = dout.shape[2] * dout.shape[3]
+        if spatial < MIN_IM2COL_SPATIAL:
+            return dx, self.grad_filter(dout, x, w.shape)
+        n = x.shape[0]
         c_out, c_in_g, kh, kw = w.shape
         g = self.groups
-        spatial = dout.shape[2] * dout.shape[3]
         cols = ops.unfold(x, (kh, kw), 1, self.padding, self.stride)  # (n, c_in*kh*kw, L), channel-major
         cols = cols.reshape(n * g, c_in_g * kh * kw, spatial)
         dy = dout.reshape(n * g, c_out // g, spatial)
         dw = self.bmm_nt(dy, cols).reshape(n, c_out, c_in_g * kh * kw).sum(axis=0)
-        dx = self.grad_input(dout, w, x.shape)
         return dx, dw.reshape(c_out, c_in_g, kh, kw).astype(w.dtype)
 
 

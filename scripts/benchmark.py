@@ -50,12 +50,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--jit_level", default="", choices=("", "O0", "O1", "O2"))
     p.add_argument("--num_workers", type=int, default=0, help="pipeline workers (0 = the zoo's default)")
     p.add_argument("--images", type=int, default=64, help="pipeline: JPEG files in the generated folder")
+    p.add_argument("--torch_threads", type=int, default=0, help="PyTorch intra-op threads (0 = its default)")
     args = p.parse_args(argv)
     for name in ("batch_size", "image_size", "steps", "num_classes", "images"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name} must be > 0, got {getattr(args, name)}")
     if args.image_size < 32:
         raise UserError(f"--image_size {args.image_size} is below 32, the smallest input the network takes")
+    if args.torch_threads < 0:
+        raise UserError(f"--torch_threads must be >= 0, got {args.torch_threads}")
     if args.mode == "compile" and args.compare:
         raise UserError("--compare torch has no meaning with --mode compile (PyTorch eager has no compile step)")
     return args
@@ -230,6 +233,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import mindspore as ms
 
     ms.set_seed(cfg.seed)
+    if args.compare and args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     if args.mode == "pipeline":
         from benchmark_pipeline import run_pipeline
 

@@ -12,8 +12,9 @@ from common.models import create_model
 from conftest import run_cli
 
 # (batch, in, out, size, stride, groups): ResNeXt 32x4d / 64x4d blocks (stride 1 and 2) and ResNeSt's radix conv.
-SHAPES = [(2, 64, 64, 9, 1, 32), (2, 64, 64, 9, 2, 32), (2, 128, 128, 8, 2, 64), (2, 128, 128, 7, 1, 64),
-          (3, 32, 64, 10, 1, 2)]
+# Outputs of 28 x 28 and more take the im2col branch, smaller ones the native weight gradient: both are covered.
+SHAPES = [(2, 64, 64, 28, 1, 32), (1, 64, 64, 56, 2, 32), (1, 128, 128, 28, 1, 64), (2, 32, 64, 30, 1, 2),
+          (2, 64, 64, 9, 2, 32), (2, 128, 128, 7, 1, 64)]
 
 
 def _outputs_and_grads(conv, x, dy):
