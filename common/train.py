@@ -185,13 +185,15 @@ def train(cfg) -> int:
 
     samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
     check_classes(cfg, classes)
-    if cfg.resume and cfg.resume != "auto" and not os.path.isfile(cfg.resume):
-        find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)  # raises the clear error before set-up
+    resume_path = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)  # a wrong path fails before set-up
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
     if dist.is_main:
         check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)
     if cfg.strict_data:
         check_data_files(samples)
+    if cfg.dataset_sink_mode and dist.is_main:
+        print("note: dataset_sink_mode is ignored: train.py steps from Python so that it can stop, checkpoint and "
+              "resume at any step", flush=True)
     if cfg.deterministic and cfg.device_target != "CPU":
         ms.set_context(deterministic="ON")
     ms.set_seed(cfg.seed)
@@ -209,7 +211,6 @@ def train(cfg) -> int:
             print(note, flush=True)
     step_cell = build_train_step(net, cfg, steps_per_epoch, dist.group_size)
     start_epoch, start_step = 0, 0
-    resume_path = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)
     if resume_path:
         # a fixed loss scale is a setting (this run's value wins); a dynamic one is state and carries on
         keep = FROM_CONFIG + (("scale_sense",) if cfg.loss_scale_type == "fixed" else ())
