@@ -54,3 +54,14 @@ def load_param_into_net(net: ms.nn.Cell, params: dict) -> Tuple[list, list]:
     net_names = {p.name for p in net.get_parameters()}
     return list(result or []), [k for k in params if k not in net_names]
 
+
+
+def set_deterministic(enabled: bool = True) -> None:
+    """Deterministic kernels: `ms.set_deterministic` from 2.5 on, `set_context(deterministic="ON")` before.
+
+    Call it before `init()` so that the communication operators are covered too.
+    """
+    if hasattr(ms, "set_deterministic"):
+        ms.set_deterministic(enabled)
+    else:
+        ms.set_context(deterministic="ON" if enabled else "OFF")

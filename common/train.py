@@ -186,6 +186,10 @@ def train(cfg) -> int:
     samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
     check_classes(cfg, classes)
     resume_path = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)  # a wrong path fails before set-up
+    if cfg.deterministic:
+        from .compat import set_deterministic
+
+        set_deterministic(True)  # before init() inside init_context, so collectives are covered
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
     if dist.is_main:
         check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)
@@ -194,8 +198,6 @@ def train(cfg) -> int:
     if cfg.dataset_sink_mode and dist.is_main:
         print("note: dataset_sink_mode is ignored: train.py steps from Python so that it can stop, checkpoint and "
               "resume at any step", flush=True)
-    if cfg.deterministic and cfg.device_target != "CPU":
-        ms.set_context(deterministic="ON")
     ms.set_seed(cfg.seed)
     global_batch = cfg.batch_size * dist.group_size
     steps_per_epoch = len(samples) // global_batch
