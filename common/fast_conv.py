@@ -22,7 +22,11 @@ import os
 
 import mindspore as ms
 from mindspore import nn, ops
-from mindspore.ops.operations._grad_ops import Conv2DBackpropFilter  # the native weight gradient, 2.2 - 2.8
+
+try:  # the native weight-gradient primitive (private module, present 2.2 - 2.8); without it the path stays off
+    from mindspore.ops.operations._grad_ops import Conv2DBackpropFilter
+except ImportError:  # pragma: no cover - depends on the installed release
+    Conv2DBackpropFilter = None
 
 ENV_SWITCH = "ZOO_FAST_CONV"
 
@@ -36,7 +40,7 @@ def fast_conv_applies(device_target: str, mode: str, kernel: int, groups: int, b
     """Whether the fast formulation replaces a conv: CPU backend in PyNative mode, grouped 3x3 without bias, and
     the switch not off. In graph mode the native kernels are faster (benchmarks/RESULTS.md), so they stay."""
     return (_switch_on(switch) and device_target == "CPU" and mode == "pynative" and kernel == 3 and groups > 1
-            and not bias)
+            and not bias and Conv2DBackpropFilter is not None and hasattr(ops, "unfold"))
 
 
 @functools.lru_cache(maxsize=None)
