@@ -1,4 +1,5 @@
-"""A few SGD steps of ResNeXt-50 on fixed random data, for the msrun data-parallel test (tests/test_msrun.py).
+"""A few steps of train.py's own training step (common.train.build_train_step) on fixed random data, for the msrun
+data-parallel test (tests/test_msrun.py).
 
     python tests/dp_train_steps.py --output_dir OUT_DIR [--steps 3] [--global_batch 4]
 
@@ -34,18 +35,20 @@ def main() -> None:
     import mindspore as ms
     from mindspore import nn
 
+    from common.config import load_config
     from common.context import init_context
     from common.models import create_model
+    from common.train import build_train_step
 
     info = init_context("CPU", mode="pynative")
     if info.rank == args.fail_rank:
         sys.exit(f"rank {info.rank} fails on purpose (--fail_rank)")
     ms.set_seed(0)  # same initial weights on every rank and in the single-process run
     net = create_model("resnext50_32x4d", num_classes=10)
-    loss_net = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
-    opt = nn.Momentum(net.trainable_params(), learning_rate=0.05, momentum=0.9, weight_decay=1e-4)
-    step = nn.TrainOneStepCell(loss_net, opt)
-    step.set_train(True)
+    cfg = load_config(None, ["--num_classes", "10", "--lr", "0.05", "--lr_scheduler", "constant", "--epoch_size",
+                             str(args.steps), "--batch_size", str(args.global_batch // info.group_size),
+                             "--amp_level", "O0", "--loss_scale", "1"])
+    step = build_train_step(net, cfg, steps_per_epoch=1, group_size=info.group_size)
     for cell in net.cells_and_names():
         if isinstance(cell[1], nn.BatchNorm2d):
             cell[1].set_train(False)
