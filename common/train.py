@@ -20,6 +20,7 @@ from .callbacks import CheckpointSaver, EvalCallback, MetricsWriter, StepLogger,
 from .config import dump_config, help_text, load_config
 from .dataset import CheckedImageSource, check_data_files, create_dataset, scan_image_folder, split_dir
 from .errors import UserError, cli_main
+from .inference import CLASS_NAMES_FILE, write_json
 from .loss import CrossEntropySmooth
 from .lr_schedule import build_lr
 from .optim import create_optimizer
@@ -224,6 +225,8 @@ def train(cfg) -> int:
         print(f"resume auto: no checkpoint in '{cfg.output_dir}' yet, starting a new run", flush=True)
     if dist.is_main:
         dump_config(cfg, cfg.output_dir)
+        # predict.py and eval read the class names of a folder-trained model from beside its checkpoints
+        write_json(os.path.join(cfg.output_dir, CLASS_NAMES_FILE), classes)
     return _run_loop(cfg, dist, net, step_cell, samples, steps_per_epoch, (start_epoch, start_step), resume_path)
 
 

@@ -92,6 +92,7 @@ def test_sigterm_and_sigkill_then_resume_end_like_an_uninterrupted_run(data_dir,
     names = sorted(os.listdir(straight))
     assert [n for n in names if n.endswith(".ckpt")] == [f"{ARCH}-2_4.ckpt", f"{ARCH}-3_4.ckpt"]  # keep max 2
     assert "config.yaml" in names
+    assert json.loads((straight / "class_names.json").read_text()) == ["class0", "class1"]  # read by predict.py
     want = net_weights(str(straight / f"{ARCH}-3_4.ckpt"))
 
     broken = tmp_path / "broken"
