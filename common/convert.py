@@ -6,7 +6,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from .errors import UserError
-from .models import _head, create_model, network_param_names
+from .models import _head, create_model, describe_misfit, network_param_names
 
 # PyTorch BatchNorm field -> MindSpore BatchNorm parameter. Everything else keeps its name.
 _BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
@@ -43,13 +43,9 @@ def convert_state_dict(arch: str, state: Dict[str, np.ndarray]) -> Tuple[Dict[st
         else:
             out[name] = np.asarray(value, dtype=np.float32)
     missing = sorted(n for n in targets if n not in out and n not in mismatched)
-    problems = []
-    if unused:
-        problems.append(f"{len(unused)} source key(s) with no place in {arch}: {_head(sorted(unused))}")
-    if missing:
-        problems.append(f"{len(missing)} {arch} parameter(s) not in the source: {_head(missing)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatch(es): {_head(list(mismatched.values()))}")
+    problems = describe_misfit(missing, sorted(unused), list(mismatched.values()),
+                               missing_label=f"{arch} parameter(s) not in the source",
+                               unexpected_label=f"source key(s) with no place in {arch}")
     if problems:
-        raise UserError(f"the source does not fit --arch {arch}: " + "; ".join(problems))
+        raise UserError(f"the source does not fit --arch {arch}: {problems}")
     return out, num_classes

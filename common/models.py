@@ -93,19 +93,20 @@ def load_checkpoint_strict(net: ms.nn.Cell, path: str, params: Optional[dict] = 
     missing = sorted(k for k in expected if k not in params)
     shapes = [f"{k} {tuple(params[k].shape)} vs {expected[k]}" for k in model_params
               if tuple(params[k].shape) != expected[k]]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing ({_head(missing)})")
-    if extra:
-        problems.append(f"{len(extra)} unexpected ({_head(extra)})")
-    if shapes:
-        problems.append(f"{len(shapes)} of another shape ({_head(shapes)})")
+    problems = describe_misfit(missing, extra, shapes)
     if problems:
-        raise UserError(f"checkpoint '{path}' does not fit this network: {'; '.join(problems)}; check --arch and "
+        raise UserError(f"checkpoint '{path}' does not fit this network: {problems}; check --arch and "
                         f"--num_classes, or use --pretrained to fine-tune with a new head")
     not_loaded, _ = load_param_into_net(net, model_params)
     if not_loaded:
         raise UserError(f"checkpoint '{path}': parameters not loaded: {_head(sorted(not_loaded))}")
+
+
+def describe_misfit(missing: List[str], unexpected: List[str], reshaped: List[str],
+                    missing_label: str = "missing", unexpected_label: str = "unexpected") -> str:
+    """'N missing (a, b); M unexpected (c); K of another shape (d ...)', or '' when all three lists are empty."""
+    parts = [(missing, missing_label), (unexpected, unexpected_label), (reshaped, "of another shape")]
+    return "; ".join(f"{len(items)} {label} ({_head(items)})" for items, label in parts if items)
 
 
 def _head(items: List[str], n: int = 5) -> str:
