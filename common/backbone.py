@@ -44,23 +44,48 @@ def batch_norm(channels: int, zero_gamma: bool = False) -> nn.BatchNorm2d:
                           gamma_init="zeros" if zero_gamma else "ones")
 
 
+def zero_pad_hw(x, top: int, bottom: int, left: int, right: int):
+    """Zero-pad the last two axes of an NCHW tensor by concatenating zero blocks.
+
+    Same values as ops.Pad, measured 3-7x faster on the CPU backend (forward and backward, (8, 64, 112, 112):
+    20 / 47 ms against 145 / 164 ms); Concat exports to ONNX where ops.pad (PadV3) does not.
+    """
+    b, c, h, w = x.shape
+    if top or bottom:
+        parts = [x]
+        if top:
+            parts.insert(0, ops.zeros((b, c, top, w), x.dtype))
+        if bottom:
+            parts.append(ops.zeros((b, c, bottom, w), x.dtype))
+        x = ops.concat(parts, axis=2)
+        h += top + bottom
+    if left or right:
+        parts = [x]
+        if left:
+            parts.insert(0, ops.zeros((b, c, h, left), x.dtype))
+        if right:
+            parts.append(ops.zeros((b, c, h, right), x.dtype))
+        x = ops.concat(parts, axis=3)
+    return x
+
+
 class ZeroPadPool(nn.Cell):
     """k x k pooling with symmetric zero padding `pad`, as PyTorch's padding=1.
 
     Zero padding equals PyTorch's -inf padding for max pooling here because every input is post-ReLU (>= 0), and it
-    equals count_include_pad=True for average pooling. Built from Pad + valid pooling so it behaves the same on every
-    supported release and exports to ONNX as plain Pad/Pool nodes.
+    equals count_include_pad=True for average pooling. Built from a zero pad (`zero_pad_hw`) + valid pooling so it
+    behaves the same on every supported release and exports to ONNX as plain Concat/Pool nodes.
     """
 
     def __init__(self, kind: str, kernel: int, stride: int, pad: int) -> None:
         super().__init__()
         pool = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
-        self.pad = nn.Pad(((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else None
+        self.pad = pad
         self.pool = pool(kernel_size=kernel, stride=stride, pad_mode="valid")
 
     def construct(self, x):
-        if self.pad is not None:
-            x = self.pad(x)
+        if self.pad:
+            x = zero_pad_hw(x, self.pad, self.pad, self.pad, self.pad)
         return self.pool(x)
 
 
@@ -79,10 +104,9 @@ class AvgDown(nn.Cell):
         h, w = x.shape[2], x.shape[3]
         if h % 2 == 0 and w % 2 == 0:
             return self.pool(x)
-        # ops.Pad (not ops.pad, which lowers to PadV3) so the graph still exports to ONNX.
-        pad = ops.Pad(((0, 0), (0, 0), (0, h % 2), (0, w % 2)))
         ones = ops.ones_like(x[:1, :1])
-        return self.pool(pad(x)) / self.pool(pad(ones))
+        return (self.pool(zero_pad_hw(x, 0, h % 2, 0, w % 2))
+                / self.pool(zero_pad_hw(ones, 0, h % 2, 0, w % 2)))
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int = 32) -> int:
@@ -116,6 +140,8 @@ class SplitAttention(nn.Cell):
 
     def construct(self, x):
         x = self.relu(self.bn0(self.conv(x)))
+        if self.radix == 2 and self.groups == 1:
+            return self._radix2(x)
         b, rc, h, w = x.shape
         c = rc // self.radix
         if self.radix > 1:
@@ -132,6 +158,18 @@ class SplitAttention(nn.Cell):
             attn = self.softmax(attn).reshape(b, self.radix, c, 1, 1)
             return (splits * attn).sum(axis=1)
         return x * self.sigmoid(attn)
+
+    def _radix2(self, x):
+        """radix 2, cardinality 1 (ResNeSt-50): the same sums on the two channel halves, without the 5-d
+        reshape + ReduceSum (measured 2x slower on the CPU backend); a softmax over two logits is
+        sigmoid(a0 - a1) for the first split and its complement for the second."""
+        c = x.shape[1] // 2
+        x0 = x[:, :c]
+        x1 = x[:, c:]
+        gap = (x0 + x1).mean(axis=(2, 3), keep_dims=True)
+        attn = self.fc2(self.relu(self.bn1(self.fc1(gap))))
+        w0 = self.sigmoid(attn[:, :c] - attn[:, c:])
+        return x1 + (x0 - x1) * w0
 
 
 class Bottleneck(nn.Cell):
