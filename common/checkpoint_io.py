@@ -9,6 +9,21 @@ import mindspore as ms
 from .errors import UserError
 
 
+def check_writable_folder(folder: str, option: str) -> None:
+    """Create `folder` when missing and prove a file can be written in it; else a UserError naming `option`.
+
+    Entry points call this before building a network, so an unwritable output costs seconds, not a whole run.
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write_test.{os.getpid()}")
+        with open(probe, "w", encoding="utf-8") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as exc:
+        raise UserError(f"{option} '{folder}' is not writable ({exc.strerror}); choose another folder") from None
+
+
 def save_checkpoint_atomic(save_obj: Any, path: str, **kwargs: Any) -> str:
     """`ms.save_checkpoint` to a hidden temporary file in the same folder, fsync it, then rename over `path`.
 

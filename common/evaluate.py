@@ -233,7 +233,11 @@ def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     root = split_dir(cfg.data_dir, "val")
     data_classes = scan_image_folder(root)[1]
 
+    from .checkpoint_io import check_writable_folder
     from .context import init_context
+
+    # before the network is built: an unwritable result folder must not cost a whole evaluation
+    check_writable_folder(os.path.dirname(result_path(cfg, argv)), "the eval result folder (--output_dir)")
 
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
     net = load_inference_network(cfg, argv)

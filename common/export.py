@@ -16,6 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
+from .checkpoint_io import check_writable_folder
 from .config import Option
 from .errors import UserError, cli_main
 from .inference import command_line_keys, entry_config, load_inference_network
@@ -66,12 +67,18 @@ def check_format(file_format: str, device_target: str) -> str:
     return fmt
 
 
+def export_path(file_name: str, file_format: str) -> str:
+    """Absolute path of the exported file: `file_name` with the format's suffix added when missing."""
+    suffix = FORMATS[file_format]
+    return os.path.abspath(file_name if file_name.lower().endswith(suffix) else file_name + suffix)
+
+
 def export_network(cell, file_name: str, file_format: str, batch_size: int, height: int, width: int) -> str:
     """Trace `cell` on a zero batch of the given shape and write it; returns the path written."""
     suffix = FORMATS[file_format]
-    path = os.path.abspath(file_name if file_name.lower().endswith(suffix) else file_name + suffix)
+    path = export_path(file_name, file_format)
     folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
+    check_writable_folder(folder, "--file_name folder")
     tmp_stem = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.partial")
     dummy = ms.Tensor(np.zeros((batch_size, 3, height, width), dtype=np.float32))
     try:
@@ -95,6 +102,8 @@ def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     if "batch_size" not in command_line_keys(argv, EXPORT_OPTIONS):
         cfg.batch_size = 1  # the recipe's training batch is no default for a deployed graph
     height, width = cfg.height or cfg.image_size, cfg.width or cfg.image_size
+    # before the network is built and traced
+    check_writable_folder(os.path.dirname(export_path(cfg.file_name or cfg.arch, fmt)), "--file_name folder")
 
     from .context import init_context
 

@@ -48,6 +48,9 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
     stored = checkpoint_num_classes(params)
     if stored and "num_classes" not in command_line_keys(argv, extra):
         cfg.num_classes = stored
+    elif stored and stored != cfg.num_classes:  # refused before the network is built
+        raise UserError(f"checkpoint '{cfg.checkpoint_path}' has {stored} classes but --num_classes "
+                        f"{cfg.num_classes} was given; pass --num_classes {stored} or leave it out")
     net = create_model(cfg.arch, num_classes=cfg.num_classes)
     load_checkpoint_strict(net, cfg.checkpoint_path, params)
     net.set_train(False)

@@ -7,7 +7,7 @@ loads all of it, so the run continues as if it had never stopped.
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .callbacks import list_checkpoints
 from .compat import load_param_into_net
@@ -46,18 +46,33 @@ def find_resume_checkpoint(resume: str, output_dir: str, arch: str) -> Optional[
 FROM_CONFIG = ("learning_rate", "momentum")
 
 
-def restore_training_state(step_cell, net, path: str, steps_per_epoch: int,
-                           from_config: Sequence[str] = FROM_CONFIG) -> Tuple[int, int]:
-    """Load network and training state from `path` into `step_cell`, except the names in `from_config`.
+def read_resume_checkpoint(path: str, num_classes: int) -> Dict[str, Any]:
+    """Read `path` and check it is a train.py checkpoint of `num_classes` classes; returns its entries.
 
-    Returns (epochs done, steps done in the next epoch), both counted from 0: a checkpoint written at the end of
-    epoch 3 gives (3, 0).
+    train.py calls this before it builds anything, so a wrong --resume file fails in seconds.
     """
     params = read_checkpoint(path)
     missing_meta = [k for k in META_KEYS if k not in params]
     if missing_meta:
         raise UserError(f"checkpoint '{path}' holds no training state ({', '.join(missing_meta)} missing): it is "
                         f"not a train.py checkpoint; start from its weights with --pretrained instead of --resume")
+    head = params.get("fc.bias")
+    if head is not None and int(head.shape[0]) != num_classes:
+        raise UserError(f"checkpoint '{path}' has {int(head.shape[0])} classes but num_classes={num_classes}; resume "
+                        f"with --num_classes {int(head.shape[0])}, or fine-tune from it with --pretrained")
+    return params
+
+
+def restore_training_state(step_cell, net, path: str, steps_per_epoch: int,
+                           from_config: Sequence[str] = FROM_CONFIG,
+                           params: Optional[Dict[str, Any]] = None) -> Tuple[int, int]:
+    """Load network and training state from `path` into `step_cell`, except the names in `from_config`.
+
+    `params` are the checkpoint's entries when already read (by `read_resume_checkpoint`). Returns (epochs done,
+    steps done in the next epoch), both counted from 0: a checkpoint written at the end of epoch 3 gives (3, 0).
+    """
+    if params is None:
+        params = read_resume_checkpoint(path, int(net.num_classes))
     saved_spe = int(params["steps_per_epoch"].asnumpy())
     if saved_spe != steps_per_epoch:
         raise UserError(f"checkpoint '{path}' was written with {saved_spe} steps per epoch, this run has "
@@ -87,13 +102,14 @@ def restore_training_state(step_cell, net, path: str, steps_per_epoch: int,
     return epoch - 1, step
 
 
-def load_pretrained(net, path: str, num_classes: int) -> str:
-    """Start from the weights in `path`; a classifier of another class count is re-initialised.
+def load_pretrained(net, path: str, num_classes: int, params: Optional[Dict[str, Any]] = None) -> str:
+    """Start from the weights in `path` (its entries `params` when already read); a classifier of another class
+    count is re-initialised.
 
     Every other parameter must fit exactly (common.models.load_checkpoint_strict). Returns a line saying what
     was loaded, for the log.
     """
-    params = {k: v for k, v in read_checkpoint(path).items()
+    params = {k: v for k, v in (read_checkpoint(path) if params is None else params).items()
               if not k.startswith(TRAIN_STATE_PREFIXES) and k not in META_KEYS}
     head = net.fc
     saved = params.get(head.weight.name)

@@ -17,6 +17,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 
 from .callbacks import CheckpointSaver, EvalCallback, MetricsWriter, StepLogger, list_checkpoints, rss_mb
+from .checkpoint_io import check_writable_folder
 from .config import dump_config, help_text, load_config
 from .dataset import CheckedImageSource, check_data_files, create_dataset, scan_image_folder, split_dir
 from .errors import UserError, cli_main
@@ -131,14 +132,7 @@ def check_output_dir(folder: str, arch: str, resume: str) -> None:
     Refusing (rather than renaming the new files, as MindSpore's ModelCheckpoint does) keeps the names the
     launchers and users expect and never mixes two runs.
     """
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".write_test.{os.getpid()}")
-        with open(probe, "w", encoding="utf-8") as fh:
-            fh.write("ok")
-        os.remove(probe)
-    except OSError as exc:
-        raise UserError(f"--output_dir '{folder}' is not writable ({exc.strerror}); choose another folder") from None
+    check_writable_folder(folder, "--output_dir")
     if not resume and list_checkpoints(folder, arch):
         raise UserError(f"--output_dir '{folder}' already holds checkpoints of a run; pass --resume auto to continue "
                         f"it, or choose an empty --output_dir")
@@ -181,12 +175,16 @@ def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
 def train(cfg) -> int:
     """Run (or resume) training as configured; returns 0, or 128 + signal when stopped by SIGTERM/SIGINT."""
     from .context import init_context
-    from .models import create_model
-    from .resume import FROM_CONFIG, find_resume_checkpoint, load_pretrained, restore_training_state
+    from .models import create_model, read_checkpoint
+    from .resume import (FROM_CONFIG, find_resume_checkpoint, load_pretrained, read_resume_checkpoint,
+                         restore_training_state)
 
     samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
     check_classes(cfg, classes)
-    resume_path = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)  # a wrong path fails before set-up
+    # checkpoints are read and checked before device set-up: a wrong file fails in seconds, not after a build
+    resume_path = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)
+    resume_params = read_resume_checkpoint(resume_path, cfg.num_classes) if resume_path else None
+    pretrained_params = read_checkpoint(cfg.pretrained) if cfg.pretrained else None
     if cfg.deterministic:
         from .compat import set_deterministic
 
@@ -209,7 +207,7 @@ def train(cfg) -> int:
     net = create_model(cfg.arch, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate,
                        zero_init_last=cfg.zero_init_last)
     if cfg.pretrained:
-        note = load_pretrained(net, cfg.pretrained, cfg.num_classes)
+        note = load_pretrained(net, cfg.pretrained, cfg.num_classes, pretrained_params)
         if dist.is_main:
             print(note, flush=True)
     step_cell = build_train_step(net, cfg, steps_per_epoch, dist.group_size)
@@ -217,7 +215,8 @@ def train(cfg) -> int:
     if resume_path:
         # a fixed loss scale is a setting (this run's value wins); a dynamic one is state and carries on
         keep = FROM_CONFIG + (("scale_sense",) if cfg.loss_scale_type == "fixed" else ())
-        start_epoch, start_step = restore_training_state(step_cell, net, resume_path, steps_per_epoch, keep)
+        start_epoch, start_step = restore_training_state(step_cell, net, resume_path, steps_per_epoch, keep,
+                                                           resume_params)
         if dist.is_main:
             print(f"resumed from '{resume_path}': continuing at epoch {start_epoch + 1} step {start_step + 1}",
                   flush=True)
