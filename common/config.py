@@ -255,12 +255,13 @@ def _check_relations(cfg: Dict[str, Any]) -> None:
         raise UserError(f"lr_epochs={cfg['lr_epochs']} must be increasing")
 
 
-def help_text(extra: Optional[Dict[str, Option]] = None) -> str:
-    """One line per option: name, type, default, doc."""
+def help_text(extra: Optional[Dict[str, Option]] = None, defaults: Optional[Dict[str, Any]] = None) -> str:
+    """One line per option: name, type, default (the model's recipe value when `defaults` is given), doc."""
     rows = []
     for key, opt in {**SCHEMA, **(extra or {})}.items():
         choices = f" {{{','.join(c or repr(c) for c in opt.choices)}}}" if opt.choices else ""
-        rows.append(f"  --{key} ({opt.type}{choices}, default {opt.default!r}): {opt.doc}")
+        default = defaults[key] if defaults and key in defaults else opt.default
+        rows.append(f"  --{key} ({opt.type}{choices}, default {default!r}): {opt.doc}")
     aliases = ", ".join(f"--{a} = --{k}" for a, k in ALIASES.items())
     return "options:\n" + "\n".join(rows) + f"\naliases: {aliases}\n  --config_path FILE: yaml on top of the defaults"
 
@@ -282,3 +283,19 @@ def model_config_loader(src_file: str) -> Callable[[Sequence[str]], EasyDict]:
         return load_config(yaml_path, argv)
 
     return get_config
+
+
+def entry_config(model_dir: str, argv: Optional[Sequence[str]], usage: str,
+                 extra: Optional[Dict[str, Option]] = None) -> Tuple[List[str], Optional[EasyDict]]:
+    """(argv, resolved config) of an entry point of `model_dir`; the config is None when -h/--help printed help.
+
+    Help lists each option with the value this model's default_config.yaml gives it.
+    """
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    yaml_path = os.path.join(model_dir, "default_config.yaml")
+    if "-h" in argv or "--help" in argv:
+        print(usage + "\n" + help_text(extra, load_config(yaml_path, (), extra=extra)))
+        return argv, None
+    return argv, load_config(yaml_path, argv, extra=extra)

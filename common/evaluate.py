@@ -21,10 +21,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import SCHEMA
+from .config import SCHEMA, entry_config
 from .dataset import default_workers, eval_transforms, scan_image_folder, split_dir
 from .errors import UserError, cli_main
-from .inference import command_line_keys, entry_config, load_inference_network, write_json
+from .inference import command_line_keys, load_inference_network, write_json
 
 TOPK = 5
 

@@ -17,9 +17,9 @@ import numpy as np
 from mindspore import nn
 
 from .checkpoint_io import check_writable_folder
-from .config import Option
+from .config import Option, entry_config
 from .errors import UserError, cli_main
-from .inference import command_line_keys, entry_config, load_inference_network
+from .inference import command_line_keys, load_inference_network
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 EXPORT_OPTIONS: Dict[str, Option] = {

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Dict, List, Optional, Sequence, Set
 
-from .config import Option, canonical_key, help_text, load_config, split_cli
+from .config import Option, canonical_key, split_cli
 from .errors import UserError
 
 CLASS_NAMES_FILE = "class_names.json"  # written by training beside its checkpoints: JSON list, label order
@@ -16,16 +15,6 @@ IMAGENET_CLASSES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dat
 def command_line_keys(argv: Sequence[str], extra: Optional[Dict[str, Option]] = None) -> Set[str]:
     """Canonical names of the options given on the command line (to tell a user's choice from a default)."""
     return {canonical_key(k, "command line", tuple(extra or ())) for k, _ in split_cli(argv) if k != "config_path"}
-
-
-def entry_config(model_dir: str, argv: Optional[Sequence[str]], usage: str,
-                 extra: Optional[Dict[str, Option]] = None):
-    """(argv, resolved config) of an entry point of `model_dir`; the config is None when -h/--help printed help."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        print(usage + "\n" + help_text(extra))
-        return argv, None
-    return argv, load_config(os.path.join(model_dir, "default_config.yaml"), argv, extra=extra)
 
 
 def checkpoint_num_classes(params: dict) -> Optional[int]:

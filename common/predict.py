@@ -22,10 +22,10 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from easydict import EasyDict
 
-from .config import Option
+from .config import Option, entry_config
 from .dataset import IMAGE_EXTENSIONS, eval_transforms
 from .errors import UserError, cli_main
-from .inference import (check_names, class_names_for, default_class_names, entry_config, load_inference_network,
+from .inference import (check_names, class_names_for, default_class_names, load_inference_network,
                         read_names_file)
 
 PREDICT_OPTIONS: Dict[str, Option] = {

@@ -18,7 +18,7 @@ from mindspore import dtype as mstype
 
 from .callbacks import CheckpointSaver, EvalCallback, MetricsWriter, StepLogger, list_checkpoints, rss_mb
 from .checkpoint_io import check_writable_folder
-from .config import dump_config, help_text, load_config
+from .config import dump_config, entry_config
 from .dataset import CheckedImageSource, check_data_files, create_dataset, scan_image_folder, split_dir
 from .errors import UserError, cli_main
 from .inference import CLASS_NAMES_FILE, write_json
@@ -158,11 +158,9 @@ def check_classes(cfg, train_classes: List[str]) -> None:
 @cli_main
 def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     """Command line of <model>/train.py; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        print(USAGE + "\n" + help_text())
+    _, cfg = entry_config(model_dir, argv, USAGE)
+    if cfg is None:
         return 0
-    cfg = load_config(os.path.join(model_dir, "default_config.yaml"), argv)
     from . import modelarts
 
     modelarts.sync_in(cfg)
