@@ -17,19 +17,21 @@ from .models import TRAIN_STATE_PREFIXES, load_checkpoint_strict, read_checkpoin
 META_KEYS = ("epoch_num", "step_num", "steps_per_epoch")
 
 
-def find_resume_checkpoint(resume: str, output_dir: str, arch: str) -> Optional[str]:
-    """The checkpoint to resume from: `resume` itself, or with 'auto' the newest readable one in `output_dir`.
+def find_resume_checkpoint(resume: str, output_dir: str, arch: str
+                           ) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
+    """(path, entries) of the checkpoint to resume from: `resume` itself (entries not read yet: None), or with 'auto'
+    the newest readable one in `output_dir` with the entries the scan already read, so it is not read twice.
 
-    'auto' with no checkpoint yet means a fresh start (None); a newer file that cannot be read (a run killed while
-    a non-atomic copy was made, say) is passed over with a warning.
+    'auto' with no checkpoint yet means a fresh start (None, None); a newer file that cannot be read (a run killed
+    while a non-atomic copy was made, say) is passed over with a warning.
     """
     if not resume:
-        return None
+        return None, None
     if resume != "auto":
         if not os.path.isfile(resume):
             raise UserError(f"--resume '{resume}' does not exist; pass a checkpoint written by train.py or "
                             f"--resume auto to continue the newest one in --output_dir")
-        return resume
+        return resume, None
     for _, _, path in reversed(list_checkpoints(output_dir, arch)):
         try:
             params = read_checkpoint(path)
@@ -37,8 +39,8 @@ def find_resume_checkpoint(resume: str, output_dir: str, arch: str) -> Optional[
             print(f"warning: {exc}; trying an older checkpoint", flush=True)
             continue
         if all(k in params for k in META_KEYS):
-            return path
-    return None
+            return path, params
+    return None, None
 
 
 # Set by this run's config, not the checkpoint: the LR array (its length follows epoch_size, so a run can be
@@ -46,12 +48,13 @@ def find_resume_checkpoint(resume: str, output_dir: str, arch: str) -> Optional[
 FROM_CONFIG = ("learning_rate", "momentum")
 
 
-def read_resume_checkpoint(path: str, num_classes: int) -> Dict[str, Any]:
-    """Read `path` and check it is a train.py checkpoint of `num_classes` classes; returns its entries.
+def read_resume_checkpoint(path: str, num_classes: int, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Read `path` (unless its entries are given) and check it is a train.py checkpoint of `num_classes` classes;
+    returns its entries.
 
     train.py calls this before it builds anything, so a wrong --resume file fails in seconds.
     """
-    params = read_checkpoint(path)
+    params = read_checkpoint(path) if params is None else params
     missing_meta = [k for k in META_KEYS if k not in params]
     if missing_meta:
         raise UserError(f"checkpoint '{path}' holds no training state ({', '.join(missing_meta)} missing): it is "

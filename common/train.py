@@ -180,8 +180,9 @@ def train(cfg) -> int:
     samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
     check_classes(cfg, classes)
     # checkpoints are read and checked before device set-up: a wrong file fails in seconds, not after a build
-    resume_path = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)
-    resume_params = read_resume_checkpoint(resume_path, cfg.num_classes) if resume_path else None
+    resume_path, resume_params = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)
+    if resume_path:
+        resume_params = read_resume_checkpoint(resume_path, cfg.num_classes, resume_params)
     pretrained_params = read_checkpoint(cfg.pretrained) if cfg.pretrained else None
     if cfg.deterministic:
         from .compat import set_deterministic

@@ -186,12 +186,12 @@ def test_checkpoints_keep_max_auto_resume_and_disk_full(tmp_path, monkeypatch, c
         saver.save(step, epoch, 2, 2)
     assert [(e, s) for e, s, _ in list_checkpoints(str(tmp_path), "dense")] == [(2, 2), (3, 2)]
     newest = str(tmp_path / "dense-3_2.ckpt")
-    assert find_resume_checkpoint("auto", str(tmp_path), "dense") == newest
+    assert find_resume_checkpoint("auto", str(tmp_path), "dense")[0] == newest
     # a truncated newest file is passed over with a warning
     (tmp_path / "dense-4_1.ckpt").write_bytes(open(newest, "rb").read()[:200])
-    assert find_resume_checkpoint("auto", str(tmp_path), "dense") == newest
+    assert find_resume_checkpoint("auto", str(tmp_path), "dense")[0] == newest
     assert "dense-4_1.ckpt" in capsys.readouterr().out
-    assert find_resume_checkpoint("auto", str(tmp_path / "empty"), "dense") is None
+    assert find_resume_checkpoint("auto", str(tmp_path / "empty"), "dense") == (None, None)
     with pytest.raises(UserError, match="does not exist"):
         find_resume_checkpoint(str(tmp_path / "nope.ckpt"), str(tmp_path), "dense")
     # disk full half-way through the next write: the previous checkpoints stay, no partial file is left
