@@ -112,6 +112,24 @@ def test_overflow_skips_the_update_and_dynamic_scale_halves():
     np.testing.assert_array_equal(net.weight.asnumpy(), w)
 
 
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf, "inf-inf"])
+def test_overflow_probe_flags_any_nan_or_inf_entry(bad):
+    import mindspore as ms
+    from mindspore import ops
+
+    from common.train import _finite_probe
+
+    grads = [np.random.default_rng(i).normal(size=shape).astype(np.float32)
+             for i, shape in enumerate([(64, 32, 3, 3), (64,), (10, 64), ()])]
+    if bad == "inf-inf":  # opposite infinities in one tensor: the sum is NaN, still caught
+        grads[0][5, 3, 1, 2], grads[0][60, 0, 0, 0] = np.inf, -np.inf
+    elif bad is not None:
+        grads[2][7, 33] = bad
+    probe = ops.HyperMap()(_finite_probe, tuple(ms.Tensor(g) for g in grads))
+    finite = bool(np.isfinite(ops.stack(probe).sum().asnumpy()))
+    assert finite == (bad is None)
+
+
 def test_mixup_and_cutmix_targets():
     from common.augment import MixupCutmix, cutmix_box, parse_auto_augment
 
