@@ -120,6 +120,8 @@ class SplitAttention(nn.Cell):
     splits are summed with those weights. Attention width is max(in * r / 4, 32) rounded to a multiple of 8 (timm).
     """
 
+    conv_bn_pairs = (("conv", "bn0"), ("fc1", "bn1"))  # conv -> BN neighbours, for common.bn_fold
+
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, radix: int = 2) -> None:
         super().__init__()
         self.radix = radix
@@ -175,6 +177,7 @@ class Bottleneck(nn.Cell):
     """1x1 -> 3x3 (grouped, or split-attention when radix > 0) -> 1x1, expansion 4, stride on the 3x3 stage."""
 
     expansion = 4
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: Optional[nn.Cell] = None,
                  groups: int = 1, base_width: int = 64, radix: int = 0, avd: bool = False,
@@ -226,6 +229,8 @@ class ResNet(nn.Cell):
         drop_rate: dropout before the classifier.
         zero_init_last: start each residual branch at zero (gamma of its last BN = 0).
     """
+
+    conv_bn_pairs = (("conv1", "bn1"),)
 
     def __init__(self, layers: Sequence[int], num_classes: int = 1000, groups: int = 1, base_width: int = 64,
                  radix: int = 0, deep_stem: bool = False, stem_width: int = 32, avg_down: bool = False,

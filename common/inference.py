@@ -24,11 +24,13 @@ def checkpoint_num_classes(params: dict) -> Optional[int]:
 
 
 def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, Option]] = None):
-    """The network of cfg.arch with cfg.checkpoint_path loaded strictly, in eval mode.
+    """The network of cfg.arch with cfg.checkpoint_path loaded strictly, in eval mode, BatchNorm folded into the convs
+    (common.bn_fold: same logits, fewer kernels; eval, predict and export all use it).
 
     Without --num_classes on the command line the class count is the checkpoint's own (a 10-class fine-tuned
     checkpoint needs no flag); cfg.num_classes is updated to it. With the flag, a mismatch is a clear error.
     """
+    from .bn_fold import fold_batchnorm
     from .models import create_model, load_checkpoint_strict, read_checkpoint
 
     if not cfg.checkpoint_path:
@@ -42,8 +44,7 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
                         f"{cfg.num_classes} was given; pass --num_classes {stored} or leave it out")
     net = create_model(cfg.arch, num_classes=cfg.num_classes)
     load_checkpoint_strict(net, cfg.checkpoint_path, params)
-    net.set_train(False)
-    return net
+    return fold_batchnorm(net)
 
 
 def read_names_file(path: str) -> List[str]:

@@ -116,7 +116,9 @@ def ours_step(cfg, training: bool) -> Callable[[], None]:
     net = create_model(cfg.arch, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate,
                        zero_init_last=cfg.zero_init_last)
     if not training:
-        net.set_train(False)
+        from common.bn_fold import fold_batchnorm
+
+        fold_batchnorm(net)  # as eval.py / predict.py / export.py run it (common.inference.load_inference_network)
         return lambda: net(images).asnumpy()
     step = build_ms_train_step(net, cfg)
     return lambda: step(images, labels).asnumpy()
