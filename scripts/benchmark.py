@@ -10,6 +10,11 @@ Modes: train (the step train.py runs: loss, optimizer, AMP/loss scale), eval (th
 the configured worker count). With --compare torch each timed step of ours is followed by one of theirs, so both see
 the same machine load; the ratio is ours/theirs in img/s (> 1: ours is faster). Results: one table on stdout and,
 with --json, a file with top-level keys mode, ours, theirs, ratio (and ratios for pipeline, env for the set-up).
+
+Data-parallel scaling: start train mode under msrun; each worker runs --batch_size images per step, gradients are
+all-reduced, and rank 0 reports the global img/s (key `workers` in the JSON):
+
+    msrun --worker_num 2 --local_worker_num 2 --join True python scripts/benchmark.py --mode train ...
 """
 from __future__ import annotations
 
@@ -103,7 +108,7 @@ def time_alternating(runs: Dict[str, Callable[[], None]], steps: int) -> Dict[st
 
 
 # ----------------------------------------------------------------------------------------------- ours (MindSpore)
-def ours_step(cfg, training: bool) -> Callable[[], None]:
+def ours_step(cfg, training: bool, group_size: int = 1) -> Callable[[], None]:
     """One call of the real training step (or of the inference network) on a fixed random batch."""
     import mindspore as ms
     import numpy as np
@@ -120,15 +125,15 @@ def ours_step(cfg, training: bool) -> Callable[[], None]:
 
         fold_batchnorm(net)  # as eval.py / predict.py / export.py run it (common.inference.load_inference_network)
         return lambda: net(images).asnumpy()
-    step = build_ms_train_step(net, cfg)
+    step = build_ms_train_step(net, cfg, group_size)
     return lambda: step(images, labels).asnumpy()
 
 
-def build_ms_train_step(net, cfg):
-    """common.train.build_train_step: the exact step train.py runs."""
+def build_ms_train_step(net, cfg, group_size: int = 1):
+    """common.train.build_train_step: the exact step train.py runs (all-reducing gradients under msrun)."""
     from common.train import build_train_step
 
-    return build_train_step(net, cfg, steps_per_epoch=1000, group_size=1)
+    return build_train_step(net, cfg, steps_per_epoch=1000, group_size=group_size)
 
 
 # --------------------------------------------------------------------------------------------- theirs (PyTorch)
@@ -184,10 +189,10 @@ def theirs_step(cfg, training: bool) -> Callable[[], None]:
 
 
 # ------------------------------------------------------------------------------------------------ model modes
-def run_model(args, cfg) -> dict:
-    """train / eval: warm up, then time ours and theirs alternately; img/s from the median step."""
+def run_model(args, cfg, group_size: int = 1) -> dict:
+    """train / eval: warm up, then time ours and theirs alternately; img/s from the median step (all workers')."""
     training = args.mode == "train"
-    ours = ours_step(cfg, training)
+    ours = ours_step(cfg, training, group_size)
     start = time.perf_counter()
     ours()
     first_s = time.perf_counter() - start
@@ -204,7 +209,8 @@ def run_model(args, cfg) -> dict:
     result = {}
     for name, secs in times.items():
         step_s = median(secs)
-        result[name] = {"img_s": cfg.batch_size / step_s, "ms_step": 1000 * step_s,
+        images = cfg.batch_size * (group_size if name == "ours" else 1)
+        result[name] = {"img_s": images / step_s, "ms_step": 1000 * step_s,
                         "ms_step_min": 1000 * min(secs), "ms_step_max": 1000 * max(secs)}
     result["ours"].update(first_call_s=first_s, peak_rss_mb=ours_peak)
     return result
@@ -229,9 +235,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("GLOG_v", "3")
     cfg = load_bench_config(args)
-    from common.compat import set_context
+    from common.context import init_context, launched_distributed
 
-    set_context(args.ms_mode, args.device_target, jit_level=args.jit_level or None)
+    if launched_distributed() and (args.mode != "train" or args.compare):
+        raise UserError("under msrun only --mode train without --compare is measured (data-parallel scaling)")
+    dist = init_context(args.device_target, args.ms_mode, args.jit_level)
     import mindspore as ms
 
     ms.set_seed(cfg.seed)
@@ -247,9 +255,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elif args.mode == "compile":
         result = run_compile(args, cfg)
     else:
-        result = run_model(args, cfg)
+        result = run_model(args, cfg, dist.group_size)
+    if not dist.is_main:
+        return 0
     report = {"mode": args.mode, "arch": args.arch, "batch_size": args.batch_size, "image_size": args.image_size,
-              "device_target": args.device_target, "steps": args.steps, **result, "env": environment(args)}
+              "device_target": args.device_target, "steps": args.steps, "workers": dist.group_size, **result,
+              "env": environment(args)}
     if "theirs" in result and "ratio" not in result:
         report["ratio"] = result["ours"]["img_s"] / result["theirs"]["img_s"]
     print_table(report)
@@ -276,7 +287,8 @@ def environment(args) -> dict:
 def print_table(report: dict) -> None:
     """One row per side and measure; the ratio last."""
     print(f"mode={report['mode']} arch={report['arch']} batch={report['batch_size']} size={report['image_size']} "
-          f"device={report['device_target']} load={report['env']['loadavg_1min']:.2f}")
+          f"device={report['device_target']} workers={report.get('workers', 1)} "
+          f"load={report['env']['loadavg_1min']:.2f}")
     print(f"{'side':<8}{'measure':<28}{'value':>12}")
     for side in ("ours", "theirs"):
         for key, value in report.get(side, {}).items():

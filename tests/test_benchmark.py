@@ -1,6 +1,8 @@
 """scripts/benchmark.py end to end at toy sizes: the documented JSON keys and a consistent ratio (no timing checks)."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -48,11 +50,34 @@ def test_pipeline_compare_torch(tmp_path):
     assert report["ratio"] == report["ratios"]["train_1worker"]
 
 
+def test_train_under_msrun_reports_all_workers_images(tmp_path):
+    """Two msrun workers: gradients all-reduced, rank 0 reports global img/s = workers * batch / step."""
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    cmd = [sys.executable, "-c", "import sys; from mindspore.parallel.cluster.run import main; "
+           "sys.argv[0] = 'msrun'; main()", "--worker_num", "2", "--local_worker_num", "2", "--join", "True",
+           "--log_dir", str(tmp_path / "logs"), SCRIPT, *TINY, "--mode", "train", "--ms_mode", "pynative",
+           "--json", str(out)]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["workers"] == 2
+    assert report["ours"]["img_s"] == pytest.approx(2 * 2000.0 / report["ours"]["ms_step"])
+
+
 @pytest.mark.parametrize("args,needle", [(["--batch_size", "0"], "--batch_size"),
                                          (["--mode", "compile", "--compare", "torch"], "compile"),
                                          (["--arch", "resnet9"], "unknown arch")])
 def test_user_errors_are_one_line(args, needle):
-    result = run_cli([SCRIPT, "--device_target", "CPU", *args], timeout=300)
+    assert_one_line_error(run_cli([SCRIPT, "--device_target", "CPU", *args], timeout=300), needle)
+
+
+def test_compare_under_a_launcher_is_refused():
+    result = run_cli([SCRIPT, "--device_target", "CPU", "--compare", "torch"], timeout=300, env={"MS_WORKER_NUM": "2"})
+    assert_one_line_error(result, "msrun")
+
+
+def assert_one_line_error(result, needle):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
