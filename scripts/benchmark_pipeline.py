@@ -4,7 +4,7 @@ Both read the same folder of real JPEGs of ImageNet size, made from the photogra
 §6), and deliver batches of normalised CHW float32 images. "per worker" is one transform worker each (MindSpore
 num_parallel_workers=1; PyTorch DataLoader num_workers=0, the main process with one intra-op thread as a DataLoader
 worker has: its fastest single-worker set-up);
-"at N workers" uses the zoo's configured worker count for both. CPU ms per image (process CPU time / images) is
+"at N workers" uses the zoo's configured worker count for both, timing one side after the other. CPU ms per image (process CPU time / images) is
 reported beside img/s for the one-worker runs: it is what a core buys, whatever the machine's load.
 """
 from __future__ import annotations
@@ -126,6 +126,19 @@ def measure(passes: Dict[str, Callable[[], int]], rounds: int) -> Dict[str, Dict
             for k, v in rates.items()}
 
 
+def _measure_sides(sides, cfg, root: str, training: bool, repeats: int, rounds: int) -> Dict[str, Dict[str, float]]:
+    """Build each (name, pass factory, workers) side, time them alternately, then shut them down."""
+    passes, closers = {}, []
+    for name, factory, workers in sides:
+        passes[name], close = factory(cfg, root, training, workers, repeats)
+        closers.append(close)
+    try:
+        return measure(passes, rounds)
+    finally:
+        for close in closers:
+            close()
+
+
 def run_pipeline(args, cfg, tmp: str) -> dict:
     """Train and eval pipelines at one worker and at the configured worker count; ratios ours/theirs."""
     from common.dataset import default_workers
@@ -143,15 +156,15 @@ def run_pipeline(args, cfg, tmp: str) -> dict:
         for label, w_ours, w_theirs in (("1worker", 1, 0), (f"{workers}workers", workers, workers)):
             if label != "1worker" and workers == 1:
                 continue
-            passes, closers = {}, []
-            passes["ours"], close = ours_pass(cfg, root, training, w_ours, repeats)
-            closers.append(close)
-            if args.compare:
-                passes["theirs"], close = theirs_pass(cfg, root, training, w_theirs, repeats)
-                closers.append(close)
-            got = measure(passes, rounds)
-            for close in closers:
-                close()
+            sides = [("ours", ours_pass, w_ours)] + ([("theirs", theirs_pass, w_theirs)] if args.compare else [])
+            if label == "1worker":
+                got = _measure_sides(sides, cfg, root, training, repeats, rounds)
+            else:
+                # Several workers: one side at a time. Alternating, the torch DataLoader's worker processes and our
+                # pipeline's threads share the 2 cores and cut ours from ~1080 to ~540 img/s (RESULTS.md round 3).
+                got = {}
+                for side in sides:
+                    got.update(_measure_sides([side], cfg, root, training, repeats, rounds))
             key = f"{split}_{label}"
             ours[f"{key}_img_s"] = got["ours"]["img_s"]
             if label == "1worker":
