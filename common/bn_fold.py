@@ -52,7 +52,6 @@ def _fold_attribute_pair(cell: nn.Cell, conv_name: str, bn_name: str) -> None:
 
 def fold_batchnorm(net: nn.Cell) -> nn.Cell:
     """Fold every BN of `net` into its conv, in place, and return `net` (in eval mode; not for training)."""
-    net.set_train(False)
     for _, cell in list(net.cells_and_names()):
         if isinstance(cell, nn.SequentialCell):
             _fold_sequence(cell)

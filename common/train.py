@@ -60,8 +60,8 @@ class TrainStep(nn.TrainOneStepCell):
     is skipped when any gradient or the loss is not finite. The overflow test is `isfinite` of one sum over all
     gradients and the loss, so it runs on every backend (MindSpore's TrainOneStepWithLossScaleCell uses NPU status ops
     that the CPU graph lacks); a finite gradient whose entries sum beyond float32's range (3.4e38) also counts as an
-    overflow. With
-    `scale_update` (a DynamicLossScaleUpdateCell) the scale halves on overflow and grows after a clean window.
+    overflow. With `scale_update` (a DynamicLossScaleUpdateCell) the scale halves on overflow and grows after a clean
+    window.
     `skipped_steps` counts skipped updates and `last_overflow` flags the latest one; both are saved in checkpoints.
     """
 

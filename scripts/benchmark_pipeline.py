@@ -4,8 +4,9 @@ Both read the same folder of real JPEGs of ImageNet size, made from the photogra
 §6), and deliver batches of normalised CHW float32 images. "per worker" is one transform worker each (MindSpore
 num_parallel_workers=1; PyTorch DataLoader num_workers=0, the main process with one intra-op thread as a DataLoader
 worker has: its fastest single-worker set-up);
-"at N workers" uses the zoo's configured worker count for both, timing one side after the other. CPU ms per image (process CPU time / images) is
-reported beside img/s for the one-worker runs: it is what a core buys, whatever the machine's load.
+"at N workers" uses the zoo's configured worker count for both, timing one side after the other. CPU ms per image
+(process CPU time / images) is reported beside img/s for the one-worker runs: it is what a core buys, whatever the
+machine's load.
 """
 from __future__ import annotations
 

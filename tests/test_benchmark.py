@@ -1,7 +1,6 @@
 """scripts/benchmark.py end to end at toy sizes: the documented JSON keys and a consistent ratio (no timing checks)."""
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -53,12 +52,11 @@ def test_pipeline_compare_torch(tmp_path):
 def test_train_under_msrun_reports_all_workers_images(tmp_path):
     """Two msrun workers: gradients all-reduced, rank 0 reports global img/s = workers * batch / step."""
     out = tmp_path / "bench.json"
-    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    cmd = [sys.executable, "-c", "import sys; from mindspore.parallel.cluster.run import main; "
-           "sys.argv[0] = 'msrun'; main()", "--worker_num", "2", "--local_worker_num", "2", "--join", "True",
-           "--log_dir", str(tmp_path / "logs"), SCRIPT, *TINY, "--mode", "train", "--ms_mode", "pynative",
-           "--json", str(out)]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    msrun = "import sys; from mindspore.parallel.cluster.run import main; sys.argv[0] = 'msrun'; main()"
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]  # msrun starts `python` from PATH
+    result = run_cli(["-c", msrun, "--worker_num", "2", "--local_worker_num", "2", "--join", "True",
+                      "--log_dir", str(tmp_path / "logs"), SCRIPT, *TINY, "--mode", "train", "--ms_mode", "pynative",
+                      "--json", str(out)], env={"PATH": path})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["workers"] == 2
