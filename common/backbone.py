@@ -19,6 +19,7 @@ from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
 from .fast_conv import FastGroupedConv2d, use_fast_conv
+from .onednn_conv import OneDNNConv2d, use_onednn_conv
 
 # BatchNorm momentum in MindSpore weights the running value: 0.9 here is PyTorch's momentum=0.1.
 BN_MOMENTUM = 0.9
@@ -28,9 +29,13 @@ BN_EPS = 1e-5
 def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
     """Conv with PyTorch-style symmetric padding kernel // 2 and Kaiming-normal (fan_out, ReLU) weights.
 
-    Grouped 3x3 convs on the CPU backend in PyNative mode get common.fast_conv's steadier weight gradient (same
-    parameters and names); see common/fast_conv.py for where and why.
+    Grouped convs on the CPU backend run through oneDNN 3.x where it can be built (common/onednn_conv.py); else,
+    in PyNative mode, grouped 3x3 convs get common.fast_conv's steadier weight gradient. Parameters and names are
+    nn.Conv2d's either way.
     """
+    if use_onednn_conv(groups):
+        return OneDNNConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, has_bias=bias,
+                            weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
     if use_fast_conv(kernel, groups, bias):
         return FastGroupedConv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups,
                                  weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from mindspore import Tensor, nn
 
+from .onednn_conv import OneDNNConv2d
+
 
 def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     weight = conv.weight.asnumpy().astype(np.float64)
@@ -21,8 +23,13 @@ def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     gamma, beta, mean, var = (p.asnumpy().astype(np.float64)
                               for p in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance))
     scale = gamma / np.sqrt(var + bn.eps)
-    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, pad_mode=conv.pad_mode,
-                       padding=conv.padding, dilation=conv.dilation, group=conv.group, has_bias=True)
+    if isinstance(conv, OneDNNConv2d):  # keeps the faster CPU operator (it takes a bias in the forward)
+        folded = OneDNNConv2d(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0],
+                              groups=conv.group, has_bias=True)
+    else:
+        folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                           pad_mode=conv.pad_mode, padding=conv.padding, dilation=conv.dilation, group=conv.group,
+                           has_bias=True)
     folded.weight.set_data(Tensor((weight * scale.reshape(-1, 1, 1, 1)).astype(np.float32)))
     folded.bias.set_data(Tensor(((bias - mean) * scale + beta).astype(np.float32)))
     return folded

@@ -106,11 +106,13 @@ def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     check_writable_folder(os.path.dirname(export_path(cfg.file_name or cfg.arch, fmt)), "--file_name folder")
 
     from .context import init_context
+    from .onednn_conv import native_convs
 
-    # export traces a graph whatever --mode says; graph mode also builds the plain native convs (common.fast_conv
-    # swaps in a training-only conv under PyNative on CPU)
+    # export traces a graph whatever --mode says, and only of native operators: common.onednn_conv's custom CPU
+    # operator (and common.fast_conv's PyNative one) would not survive into MINDIR/ONNX/AIR
     init_context(cfg.device_target, "graph", cfg.jit_level, cfg.device_id, distributed=False)
-    net = load_inference_network(cfg, argv, EXPORT_OPTIONS)
+    with native_convs():
+        net = load_inference_network(cfg, argv, EXPORT_OPTIONS)
     path = export_network(inference_cell(net, cfg.softmax), cfg.file_name or cfg.arch, fmt, cfg.batch_size,
                           height, width)
     print(f"exported {cfg.arch} ({cfg.num_classes} classes, input 'image' {cfg.batch_size}x3x{height}x{width}"

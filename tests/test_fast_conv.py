@@ -9,6 +9,7 @@ from mindspore import nn
 
 from common.fast_conv import ENV_SWITCH, FastGroupedConv2d, fast_conv_applies
 from common.models import create_model
+from common.onednn_conv import ENV_SWITCH as ONEDNN_SWITCH
 from conftest import run_cli
 
 # (batch, in, out, size, stride, groups): ResNeXt 32x4d / 64x4d blocks (stride 1 and 2) and ResNeSt's radix conv.
@@ -59,7 +60,9 @@ def _fast_convs(net):
 
 
 def test_backbone_uses_fast_path_here_with_unchanged_names(monkeypatch):
-    """This session runs CPU/PyNative (conftest): every grouped 3x3 conv takes the fast path, names unchanged."""
+    """This session runs CPU/PyNative (conftest): with common.onednn_conv switched off (it comes first where it can
+    be built), every grouped 3x3 conv takes the fast path, names unchanged."""
+    monkeypatch.setenv(ONEDNN_SWITCH, "0")
     switch_on = os.environ.get(ENV_SWITCH, "1").lower() not in ("0", "off", "false", "no")
     net = create_model("resnext50_32x4d", num_classes=10)
     fast = _fast_convs(net)
@@ -86,6 +89,6 @@ print(json.dumps(sum(isinstance(c, FastGroupedConv2d) for _, c in net.cells_and_
 
 @pytest.mark.parametrize("mode,switch,expected", [("pynative", "0", 0), ("graph", "1", 0)])
 def test_switch_and_graph_mode_keep_native(mode, switch, expected):
-    result = run_cli(["-c", CHILD, mode], env={ENV_SWITCH: switch}, timeout=300)
+    result = run_cli(["-c", CHILD, mode], env={ENV_SWITCH: switch, ONEDNN_SWITCH: "0"}, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
