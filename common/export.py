@@ -106,12 +106,12 @@ def main(model_dir: str, argv: Optional[Sequence[str]] = None) -> int:
     check_writable_folder(os.path.dirname(export_path(cfg.file_name or cfg.arch, fmt)), "--file_name folder")
 
     from .context import init_context
-    from .onednn_conv import native_convs
+    from .cpu_ops import native_ops
 
-    # export traces a graph whatever --mode says, and only of native operators: common.onednn_conv's custom CPU
-    # operator (and common.fast_conv's PyNative one) would not survive into MINDIR/ONNX/AIR
+    # export traces a graph whatever --mode says, and only of native operators: the zoo's custom CPU operators
+    # (common.cpu_ops) and common.fast_conv's PyNative conv would not survive into MINDIR/ONNX/AIR
     init_context(cfg.device_target, "graph", cfg.jit_level, cfg.device_id, distributed=False)
-    with native_convs():
+    with native_ops():
         net = load_inference_network(cfg, argv, EXPORT_OPTIONS)
     path = export_network(inference_cell(net, cfg.softmax), cfg.file_name or cfg.arch, fmt, cfg.batch_size,
                           height, width)

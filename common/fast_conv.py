@@ -23,6 +23,8 @@ import os
 import mindspore as ms
 from mindspore import nn, ops
 
+from .cpu_ops import switch_on
+
 try:  # the native weight-gradient primitive (private module, present 2.2 - 2.8); without it the path stays off
     from mindspore.ops.operations._grad_ops import Conv2DBackpropFilter
 except ImportError:  # pragma: no cover - depends on the installed release
@@ -31,15 +33,11 @@ except ImportError:  # pragma: no cover - depends on the installed release
 ENV_SWITCH = "ZOO_FAST_CONV"
 
 
-def _switch_on(value: str) -> bool:
-    return value.strip().lower() not in ("0", "false", "no", "off")
-
-
 def fast_conv_applies(device_target: str, mode: str, kernel: int, groups: int, bias: bool = False,
                       switch: str = "1") -> bool:
     """Whether the fast formulation replaces a conv: CPU backend in PyNative mode, grouped 3x3 without bias, and
     the switch not off. In graph mode the native kernels are faster (benchmarks/RESULTS.md), so they stay."""
-    return (_switch_on(switch) and device_target == "CPU" and mode == "pynative" and kernel == 3 and groups > 1
+    return (switch_on(switch) and device_target == "CPU" and mode == "pynative" and kernel == 3 and groups > 1
             and not bias and Conv2DBackpropFilter is not None and hasattr(ops, "unfold"))
 
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from common import onednn_conv
+from common import cpu_ops
 from common.models import create_model
-from common.onednn_conv import OneDNNConv2d, build_library, find_onednn, native_convs, onednn_conv_applies
+from common.cpu_ops import build_library, find_onednn, native_ops
+from common.onednn_conv import OneDNNConv2d, onednn_conv_applies
 
 # (batch, in, out, size, stride, groups, bias): ResNeXt 32x4d / 64x4d blocks at stride 1 and 2, odd sizes (the
 # right padding differs from the left at stride 2), ResNeSt's radix conv (groups 2), a dense conv, and the folded
@@ -79,7 +80,7 @@ def test_backbone_uses_it_here_and_training_gradients_match_native():
     net = create_model("resnext50_32x4d", num_classes=10)
     assert len(_onednn_convs(net)) == 16  # one conv2 per block, 3+4+6+3 blocks
     assert not isinstance(net.conv1, OneDNNConv2d) and not isinstance(net.layer1[0].conv1, OneDNNConv2d)
-    with native_convs():
+    with native_ops():
         native = create_model("resnext50_32x4d", num_classes=10)
     assert not _onednn_convs(native)
     assert [p.name for p in net.get_parameters()] == [p.name for p in native.get_parameters()]
@@ -103,4 +104,4 @@ def test_missing_onednn_or_compiler_gives_a_reason(tmp_path):
     path, why = build_library(found, tmp_path / "cache", compiler="no-such-compiler-here")
     assert path is None and "no-such-compiler-here" in why
     path, why = build_library(found, tmp_path / "cache")
-    assert why == "" and path.is_file() and (path.parent / onednn_conv.IMPL_NAME).is_file()
+    assert why == "" and path.is_file() and (path.parent / cpu_ops.IMPL_NAME).is_file()

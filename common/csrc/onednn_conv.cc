@@ -17,17 +17,15 @@
 
 #include <algorithm>
 #include <array>
-#include <condition_variable>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <map>
 #include <functional>
+#include <map>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "cpu_threads.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace {
@@ -159,74 +157,6 @@ Plan make_plan(Kind kind, const Geometry &g) {
   return plan;
 }
 
-// Threads. oneDNN's OpenMP team would leave its workers spinning after every call (libgomp spins ~300k iterations
-// unless OMP_WAIT_POLICY=PASSIVE), and on 2 cores that spin ate ~100 ms of MindSpore's own kernels per ResNeXt-50
-// step. Passive waiting cannot be set here: MindSpore (and PyTorch, sharing the same libgomp in one process) load
-// libgomp first, and it reads the policy once. So each call splits the batch into one chunk per core and runs the
-// chunks on single-threaded oneDNN primitives: the caller takes the first, helper threads that sleep on a condition
-// variable take the rest. A batch of 1 runs on an OpenMP team instead. The team size is ZOO_ONEDNN_THREADS when
-// set, else every core the process may run on; not OMP_NUM_THREADS, which MindSpore's runtime sets to 1 for itself.
-int team_size() {
-  static const int size = [] {
-    const char *env = std::getenv("ZOO_ONEDNN_THREADS");
-    const int requested = env != nullptr ? std::atoi(env) : 0;
-    return requested > 0 ? requested : omp_get_num_procs();
-  }();
-  return size;
-}
-
-class Helpers {
- public:
-  explicit Helpers(int count) {
-    for (int i = 0; i < count; ++i) std::thread([this, i] { loop(i); }).detach();
-  }
-
-  // jobs[0] runs on the caller, jobs[1..] on helpers 0..; returns when all have finished.
-  void run_all(const std::vector<std::function<void()>> &jobs) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      jobs_ = &jobs;
-      pending_ = static_cast<int>(jobs.size()) - 1;
-      ++generation_;
-    }
-    wake_.notify_all();
-    jobs[0]();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
-    jobs_ = nullptr;
-  }
-
- private:
-  void loop(int index) {
-    omp_set_num_threads(1);
-    uint64_t seen = 0;
-    for (;;) {
-      std::function<void()> job;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
-        if (jobs_ == nullptr || index + 1 >= static_cast<int>(jobs_->size())) continue;
-        job = (*jobs_)[index + 1];
-      }
-      job();
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
-    }
-  }
-
-  std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  const std::vector<std::function<void()>> *jobs_ = nullptr;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-};
-
-Helpers &helpers() {
-  static Helpers *pool = new Helpers(team_size() - 1);  // never destroyed: its threads block until the process ends
-  return *pool;
-}
-
 // Runs one plan on (chunks of) user buffers; 0 or 3 on a oneDNN error.
 int execute(Plan &plan, void *const *inputs, void *output) {
   try {
@@ -250,9 +180,6 @@ int execute(Plan &plan, void *const *inputs, void *output) {
   return 0;
 }
 
-// MindSpore may launch independent kernels concurrently; the plans own their buffers and one call already uses
-// every core, so calls are serialised.
-std::mutex g_mutex;
 std::map<std::array<int64_t, 17>, Plan> g_plans;
 
 Plan &plan_for(Kind kind, const Geometry &g, int64_t slot, int64_t threads) {
@@ -267,10 +194,10 @@ Plan &plan_for(Kind kind, const Geometry &g, int64_t slot, int64_t threads) {
 }
 
 int run(Kind kind, const Geometry &g, void *const *params, void *output) {
-  std::lock_guard<std::mutex> lock(g_mutex);
+  std::lock_guard<std::mutex> lock(zoo::op_mutex());
   const int caller_threads = omp_get_max_threads();
-  const int64_t chunks = std::min<int64_t>(team_size(), g.n);
-  const int64_t threads = chunks == 1 ? team_size() : 1;
+  const int64_t chunks = std::min<int64_t>(zoo::team_size(), g.n);
+  const int64_t threads = chunks == 1 ? zoo::team_size() : 1;
   const int64_t in_image = g.c * g.h * g.w, out_image = g.o * g.oh * g.ow;
   const int64_t weights = g.o * (g.c / g.groups) * g.kh * g.kw;
   std::vector<std::function<void()>> jobs;
@@ -300,7 +227,7 @@ int run(Kind kind, const Geometry &g, void *const *params, void *output) {
   }
   omp_set_num_threads(static_cast<int>(threads));
   if (chunks == 1) jobs[0]();
-  else helpers().run_all(jobs);
+  else zoo::helpers().run_all(jobs);
   omp_set_num_threads(caller_threads);
   for (int code : status)
     if (code != 0) return code;
