@@ -19,6 +19,7 @@ from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
 from .fast_conv import FastGroupedConv2d, use_fast_conv
+from .fused_bn import BatchNormReLU, use_fused_bn
 from .onednn_conv import OneDNNConv2d, use_onednn_conv
 
 # BatchNorm momentum in MindSpore weights the running value: 0.9 here is PyTorch's momentum=0.1.
@@ -47,6 +48,11 @@ def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 
 def batch_norm(channels: int, zero_gamma: bool = False) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM,
                           gamma_init="zeros" if zero_gamma else "ones")
+
+
+def batch_norm_relu(channels: int) -> BatchNormReLU:
+    """BatchNorm then ReLU, one fused kernel each way in CPU training (common/fused_bn.py)."""
+    return BatchNormReLU(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=use_fused_bn())
 
 
 def zero_pad_hw(x, top: int, bottom: int, left: int, right: int):
@@ -134,7 +140,7 @@ class SplitAttention(nn.Cell):
         mid = out_ch * radix
         attn = make_divisible(in_ch * radix * 0.25)
         self.conv = conv2d(in_ch, mid, 3, stride, groups=groups * radix)
-        self.bn0 = batch_norm(mid)
+        self.bn0 = batch_norm_relu(mid)
         self.relu = nn.ReLU()
         self.fc1 = conv2d(out_ch, attn, 1, groups=groups, bias=True)
         self.bn1 = batch_norm(attn)
@@ -145,7 +151,7 @@ class SplitAttention(nn.Cell):
 
 
     def construct(self, x):
-        x = self.relu(self.bn0(self.conv(x)))
+        x = self.bn0(self.conv(x))
         if self.two_halves:
             return self._radix2(x)
         b, rc, h, w = x.shape
@@ -193,13 +199,13 @@ class Bottleneck(nn.Cell):
         avd_stride = stride if (avd and stride > 1) else 0
         conv_stride = 1 if avd_stride else stride
         self.conv1 = conv2d(in_ch, width, 1)
-        self.bn1 = batch_norm(width)
+        self.bn1 = batch_norm_relu(width)
         if radix > 0:
             self.conv2 = SplitAttention(width, width, conv_stride, groups=groups, radix=radix)
             self.bn2 = None
         else:
             self.conv2 = conv2d(width, width, 3, conv_stride, groups=groups)
-            self.bn2 = batch_norm(width)
+            self.bn2 = batch_norm_relu(width)
         self.avd_last = ZeroPadPool("avg", 3, avd_stride, 1) if avd_stride else None
         self.conv3 = conv2d(width, planes * self.expansion, 1)
         self.bn3 = batch_norm(planes * self.expansion, zero_gamma=zero_init_last)
@@ -208,10 +214,10 @@ class Bottleneck(nn.Cell):
 
     def construct(self, x):
         identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn1(self.conv1(x))  # bn1, bn2 and the stem's bn1 apply the ReLU (batch_norm_relu)
         out = self.conv2(out)
         if self.bn2 is not None:
-            out = self.relu(self.bn2(out))
+            out = self.bn2(out)
         if self.avd_last is not None:
             out = self.avd_last(out)
         out = self.bn3(self.conv3(out))
@@ -252,8 +258,7 @@ class ResNet(nn.Cell):
         else:
             self.conv1 = conv2d(in_chans, 64, 7, 2)
             in_ch = 64
-        self.bn1 = batch_norm(in_ch)
-        self.relu = nn.ReLU()
+        self.bn1 = batch_norm_relu(in_ch)
         self.maxpool = ZeroPadPool("max", 3, 2, 1)
         block_args = dict(groups=groups, base_width=base_width, radix=radix, avd=avd, zero_init_last=zero_init_last)
         stages = []
@@ -281,7 +286,7 @@ class ResNet(nn.Cell):
 
     def forward_features(self, x):
         """Stem and the four stages: (B, 3, H, W) -> (B, 2048, H/32, W/32)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.bn1(self.conv1(x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward_head(self, x, pre_logits: bool = False):

@@ -35,12 +35,17 @@ def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return folded
 
 
+def _after_fold(bn: nn.BatchNorm2d) -> nn.Cell:
+    """What stays of a folded BN: the ReLU it applied (common.fused_bn.BatchNormReLU), else nothing."""
+    return nn.ReLU() if getattr(bn, "apply_relu", False) else nn.Identity()
+
+
 def _fold_sequence(seq: nn.SequentialCell) -> None:
     cells = list(seq.cells())
     for i in range(len(cells) - 1):
         if isinstance(cells[i], nn.Conv2d) and isinstance(cells[i + 1], nn.BatchNorm2d):
             seq[i] = _folded_conv(cells[i], cells[i + 1])
-            seq[i + 1] = nn.Identity()
+            seq[i + 1] = _after_fold(cells[i + 1])
 
 
 def _fold_attribute_pair(cell: nn.Cell, conv_name: str, bn_name: str) -> None:
@@ -54,7 +59,7 @@ def _fold_attribute_pair(cell: nn.Cell, conv_name: str, bn_name: str) -> None:
         setattr(cell, conv_name, _folded_conv(conv, bn))
     else:
         return
-    setattr(cell, bn_name, nn.Identity())
+    setattr(cell, bn_name, _after_fold(bn))
 
 
 def fold_batchnorm(net: nn.Cell) -> nn.Cell:

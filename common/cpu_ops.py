@@ -24,7 +24,7 @@ from typing import Iterator, List, Optional, Tuple
 
 ENV_CACHE = "ZOO_CACHE_DIR"
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
-KERNEL_SOURCES = ("onednn_conv.cc",)
+KERNEL_SOURCES = ("onednn_conv.cc", "batchnorm.cc")
 IMPL_NAME = "libzoo_cpu_ops_impl.so"
 SHIM_NAME = "libzoo_cpu_ops.so"
 

@@ -89,6 +89,20 @@ inline std::mutex &op_mutex() {
   return mutex;
 }
 
+// Runs fn(part, begin, end) over [0, count) split into one contiguous range per thread of the team (fewer when
+// count is smaller), the caller taking part 0.
+inline void parallel_ranges(int64_t count, const std::function<void(int, int64_t, int64_t)> &fn) {
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(team_size(), count));
+  std::vector<std::function<void()>> jobs;
+  for (int64_t t = 0, begin = 0; t < parts; ++t) {
+    const int64_t end = begin + count / parts + (t < count % parts ? 1 : 0);
+    jobs.emplace_back([&fn, t, begin, end] { fn(static_cast<int>(t), begin, end); });
+    begin = end;
+  }
+  if (parts == 1) jobs[0]();
+  else helpers().run_all(jobs);
+}
+
 }  // namespace zoo
 
 #endif  // ZOO_CPU_THREADS_H_

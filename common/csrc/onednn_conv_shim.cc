@@ -13,8 +13,10 @@ namespace {
 
 using AotFn = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
 
-constexpr const char *kNames[3] = {"ZooConvForward", "ZooConvBackwardData", "ZooConvBackwardWeights"};
-AotFn g_fns[3] = {nullptr, nullptr, nullptr};
+constexpr int kCount = 4;
+constexpr const char *kNames[kCount] = {"ZooConvForward", "ZooConvBackwardData", "ZooConvBackwardWeights",
+                                        "ZooBatchNormReLUTrain"};
+AotFn g_fns[kCount] = {};
 std::once_flag g_once;
 
 void load() {
@@ -24,7 +26,7 @@ void load() {
   path = path.substr(0, path.rfind('/') + 1) + ZOO_CONV_IMPL_NAME;
   void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
   if (handle == nullptr) return;
-  for (int i = 0; i < 3; ++i) g_fns[i] = reinterpret_cast<AotFn>(dlsym(handle, kNames[i]));
+  for (int i = 0; i < kCount; ++i) g_fns[i] = reinterpret_cast<AotFn>(dlsym(handle, kNames[i]));
 }
 
 int call(int which, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
@@ -50,5 +52,8 @@ int ZooConvBackwardData(int n, void **p, int *d, int64_t **s, const char **t, vo
 }
 int ZooConvBackwardWeights(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
   return call(2, n, p, d, s, t, st, e);
+}
+int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
+  return call(3, n, p, d, s, t, st, e);
 }
 }

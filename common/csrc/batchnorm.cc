@@ -1,0 +1,105 @@
+// Training-mode BatchNorm followed by ReLU, forward only, for MindSpore's CPU backend (common/fused_bn.py): one pass
+// over the NCHW float32 input for the batch statistics and one for the output, streaming the tensors in memory order
+// with per-thread partial sums (cpu_threads.h). The gradient stays MindSpore's own ReluGrad + BatchNormGrad, which
+// take the batch mean and biased variance this kernel returns.
+//
+// Per channel over M = N * H * W values (Ioffe & Szegedy 2015): y = relu(gamma * (x - mean) / sqrt(var + eps) + beta)
+// with the biased batch variance; the running statistics get the unbiased one, updated in place as MindSpore's
+// BatchNorm does: running = keep * running + (1 - keep) * batch.
+//
+// AOT entry point (mindspore.ops.Custom, func_type "aot"; outputs last):
+//   ZooBatchNormReLUTrain(x, gamma, beta, running_mean, running_var, hyper = [eps, keep]) -> y, mean, biased var
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "cpu_threads.h"
+
+namespace {
+
+struct Layout {
+  int64_t n, c, hw;
+};
+
+// sums[part][0 or 1][c], accumulated over the rows (image, channel) of each part.
+using Partials = std::vector<std::vector<double>>;
+
+template <typename RowFn>
+Partials channel_sums(const Layout &s, RowFn row_sums) {
+  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(zoo::team_size(), s.n * s.c)));
+  Partials sums(parts, std::vector<double>(2 * s.c, 0.0));
+  zoo::parallel_ranges(s.n * s.c, [&](int part, int64_t r0, int64_t r1) {
+    double *acc = sums[part].data();
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t c = r % s.c;
+      float a = 0.f, b = 0.f;
+      row_sums(r, c, &a, &b);
+      acc[c] += a;
+      acc[s.c + c] += b;
+    }
+  });
+  for (size_t p = 1; p < sums.size(); ++p)
+    for (int64_t i = 0; i < 2 * s.c; ++i) sums[0][i] += sums[p][i];
+  return sums;
+}
+
+int train(int nparam, void **p, int *ndims, int64_t **shapes) {
+  if (nparam != 9 || ndims[0] != 4 || ndims[5] != 1 || shapes[5][0] != 2) return 1;
+  const Layout s{shapes[0][0], shapes[0][1], shapes[0][2] * shapes[0][3]};
+  float *const *t = reinterpret_cast<float *const *>(p);
+  const float *x = t[0], *gamma = t[1], *beta = t[2];
+  float *running_mean = t[3], *running_var = t[4], *y = t[6], *mean = t[7], *batch_var = t[8];
+  const float eps = t[5][0], keep = t[5][1];
+  const int64_t m = s.n * s.hw;
+  std::lock_guard<std::mutex> lock(zoo::op_mutex());
+  // shift = the channel's first value keeps E[d^2] - E[d]^2 exact when the mean is large against the spread
+  std::vector<float> shift(s.c), scale(s.c), bias(s.c);
+  for (int64_t c = 0; c < s.c; ++c) shift[c] = x[c * s.hw];
+  Partials sums = channel_sums(s, [&](int64_t r, int64_t c, float *a, float *b) {
+    const float *row = x + r * s.hw;
+    const float k = shift[c];
+    float sa = 0.f, sb = 0.f;
+#pragma omp simd reduction(+ : sa, sb)
+    for (int64_t i = 0; i < s.hw; ++i) {
+      const float d = row[i] - k;
+      sa += d;
+      sb += d * d;
+    }
+    *a = sa;
+    *b = sb;
+  });
+  for (int64_t c = 0; c < s.c; ++c) {
+    const double shifted = sums[0][c] / m;
+    const double var = std::max(0.0, sums[0][s.c + c] / m - shifted * shifted);
+    const double inv = 1.0 / std::sqrt(var + eps);
+    mean[c] = static_cast<float>(shift[c] + shifted);
+    batch_var[c] = static_cast<float>(var);
+    scale[c] = static_cast<float>(gamma[c] * inv);
+    bias[c] = beta[c] - mean[c] * scale[c];
+    const double unbiased = m > 1 ? var * m / (m - 1) : var;
+    running_mean[c] = keep * running_mean[c] + (1.f - keep) * mean[c];
+    running_var[c] = static_cast<float>(keep * running_var[c] + (1.f - keep) * unbiased);
+  }
+  zoo::parallel_ranges(s.n * s.c, [&](int, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t c = r % s.c;
+      const float k = scale[c], b = bias[c];
+      const float *row = x + r * s.hw;
+      float *out = y + r * s.hw;
+#pragma omp simd
+      for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * k + b, 0.f);
+    }
+  });
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **, void *, void *) {
+  return train(n, p, d, s);
+}
+}

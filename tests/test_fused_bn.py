@@ -1,0 +1,115 @@
+"""common.fused_bn: the fused training forward gives nn.BatchNorm2d + nn.ReLU's outputs, gradients and running
+statistics, eval mode is the native pair, and the backbone puts it where a ReLU followed a BN."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+
+from common.backbone import BN_EPS, BN_MOMENTUM
+from common.cpu_ops import native_ops
+from common.fused_bn import BatchNormReLU, fused_bn_applies
+from common.models import create_model
+
+# (n, c, h, w, offset): stage-like maps, odd sizes, and a mean far from zero against the spread (the shifted
+# variance must stay exact).
+SHAPES = [(4, 16, 14, 14, 0.0), (3, 8, 7, 5, 0.0), (2, 4, 9, 9, 50.0), (1, 32, 3, 3, -2.0)]
+
+
+class NativePair(nn.Cell):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.act = nn.ReLU()
+
+    def construct(self, x):
+        return self.act(self.bn(x))
+
+
+def _bn_params(bn):
+    return [bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance]
+
+
+def _pair(channels, rng):
+    fused = BatchNormReLU(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=True)
+    native = NativePair(channels)
+    for ours, theirs in zip(_bn_params(fused), _bn_params(native.bn)):
+        value = rng.uniform(0.5, 1.5, ours.shape).astype(np.float32)
+        ours.set_data(ms.Tensor(value))
+        theirs.set_data(ms.Tensor(value))
+    return fused, native
+
+
+def _train_call(cell, params, x, dy, graph):
+    """Output and gradients (x, gamma, beta) of one training-mode call, then the running statistics it left."""
+    cell.set_train(True)
+
+    def weighted_sum(inp):
+        return (cell(inp) * dy).sum()
+
+    grad_fn = ms.grad(weighted_sum, grad_position=0, weights=params[:2])
+    if graph:
+        grad_fn = ms.jit(grad_fn)
+    grad_x, (grad_gamma, grad_beta) = grad_fn(x)
+    return [grad_x.asnumpy(), grad_gamma.asnumpy(), grad_beta.asnumpy()] + [p.asnumpy() for p in params[2:]]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+@pytest.mark.parametrize("n,c,h,w,offset", SHAPES)
+def test_training_matches_native(n, c, h, w, offset, graph):
+    rng = np.random.default_rng(n * 100 + c + h)
+    fused, native = _pair(c, rng)
+    x = ms.Tensor((rng.standard_normal((n, c, h, w)) * 2 + offset).astype(np.float32))
+    dy = ms.Tensor(rng.standard_normal((n, c, h, w)).astype(np.float32))
+    fused.set_train(True)
+    native.set_train(True)
+    want_out = native(x).asnumpy()
+    got_out = fused(x).asnumpy()
+    assert np.abs(got_out - want_out).max() <= 1e-4 * max(1.0, np.abs(want_out).max())
+    names = ("input grad", "gamma grad", "beta grad", "running mean", "running var")
+    # the calls above updated both cells' running statistics once; these update them a second time
+    for name, got, want in zip(names, _train_call(fused, _bn_params(fused), x, dy, graph),
+                               _train_call(native, _bn_params(native.bn), x, dy, False)):
+        scale = max(np.abs(want).max(), 1e-3)
+        assert np.abs(got - want).max() / scale < 1e-4, f"{name}: {np.abs(got - want).max() / scale:.2e}"
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+def test_eval_mode_is_the_native_pair(graph):
+    fused, native = _pair(6, np.random.default_rng(1))
+    fused.set_train(False)
+    native.set_train(False)
+    x = ms.Tensor(np.random.default_rng(2).standard_normal((2, 6, 5, 5)).astype(np.float32))
+    run = ms.jit(fused.construct) if graph else fused
+    np.testing.assert_array_equal(run(x).asnumpy(), native(x).asnumpy())
+
+
+def test_applies_only_on_cpu_with_the_switch_on():
+    assert fused_bn_applies("CPU")
+    assert not fused_bn_applies("Ascend")
+    assert not fused_bn_applies("GPU")
+    for off in ("0", "off", "false", "no"):
+        assert not fused_bn_applies("CPU", switch=off)
+
+
+@pytest.mark.parametrize("arch", ["resnext50_32x4d", "resnest50"])
+def test_backbone_fuses_the_relu_that_followed_each_bn(arch):
+    """The stem BN and two BNs a block (ResNeXt: bn1, bn2; ResNeSt: bn1 and the split-attention conv's bn0) carry
+    the ReLU; the training-mode forward gives the all-native network's logits and running statistics."""
+    ms.set_seed(0)  # fixed weights: float32 rounding differences through 50 layers stay the same run to run
+    net = create_model(arch, num_classes=10)
+    fused = [name for name, cell in net.cells_and_names() if isinstance(cell, BatchNormReLU)]
+    assert len(fused) == 1 + 2 * 16 and all(cell.fused for _, cell in net.cells_and_names()
+                                             if isinstance(cell, BatchNormReLU))
+    with native_ops():
+        native = create_model(arch, num_classes=10)
+    assert not any(getattr(cell, "fused", False) for _, cell in native.cells_and_names())
+    assert [p.name for p in net.get_parameters()] == [p.name for p in native.get_parameters()]
+    ms.load_param_into_net(native, {p.name: p for p in net.get_parameters()})
+    net.set_train(True)
+    native.set_train(True)
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((8, 3, 64, 64)).astype(np.float32))
+    got, want = net(x).asnumpy(), native(x).asnumpy()
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    for ours, theirs in zip(net.get_parameters(), native.get_parameters()):
+        if "moving_" in ours.name:
+            np.testing.assert_allclose(ours.asnumpy(), theirs.asnumpy(), rtol=1e-4, atol=1e-5, err_msg=ours.name)
