@@ -19,7 +19,7 @@ from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
 from .fast_conv import FastGroupedConv2d, use_fast_conv
-from .fused_bn import BatchNormReLU, use_fused_bn
+from .fused_bn import BatchNormAddReLU, BatchNormReLU, use_fused_bn
 from .onednn_conv import OneDNNConv2d, use_onednn_conv
 
 # BatchNorm momentum in MindSpore weights the running value: 0.9 here is PyTorch's momentum=0.1.
@@ -53,6 +53,12 @@ def batch_norm(channels: int, zero_gamma: bool = False) -> nn.BatchNorm2d:
 def batch_norm_relu(channels: int) -> BatchNormReLU:
     """BatchNorm then ReLU, one fused kernel each way in CPU training (common/fused_bn.py)."""
     return BatchNormReLU(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=use_fused_bn())
+
+
+def batch_norm_add_relu(channels: int, zero_gamma: bool = False) -> BatchNormAddReLU:
+    """relu(BatchNorm(x) + residual), the end of a block: one fused kernel forward in CPU training."""
+    return BatchNormAddReLU(channels, eps=BN_EPS, momentum=BN_MOMENTUM, gamma_init="zeros" if zero_gamma else "ones",
+                            fused=use_fused_bn())
 
 
 def zero_pad_hw(x, top: int, bottom: int, left: int, right: int):
@@ -208,8 +214,7 @@ class Bottleneck(nn.Cell):
             self.bn2 = batch_norm_relu(width)
         self.avd_last = ZeroPadPool("avg", 3, avd_stride, 1) if avd_stride else None
         self.conv3 = conv2d(width, planes * self.expansion, 1)
-        self.bn3 = batch_norm(planes * self.expansion, zero_gamma=zero_init_last)
-        self.relu = nn.ReLU()
+        self.bn3 = batch_norm_add_relu(planes * self.expansion, zero_gamma=zero_init_last)
         self.downsample = downsample
 
     def construct(self, x):
@@ -220,11 +225,10 @@ class Bottleneck(nn.Cell):
             out = self.bn2(out)
         if self.avd_last is not None:
             out = self.avd_last(out)
-        out = self.bn3(self.conv3(out))
+        out = self.conv3(out)
         if self.downsample is not None:
             identity = self.downsample(x)
-        # Not in place: an in-place add breaks ONNX export.
-        return self.relu(out + identity)
+        return self.bn3(out, identity)  # relu(bn3(out) + identity)
 
 
 class ResNet(nn.Cell):

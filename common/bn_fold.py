@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from mindspore import Tensor, nn
 
+from .fused_bn import AddReLU, BatchNormAddReLU
 from .onednn_conv import OneDNNConv2d
 
 
@@ -36,7 +37,10 @@ def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def _after_fold(bn: nn.BatchNorm2d) -> nn.Cell:
-    """What stays of a folded BN: the ReLU it applied (common.fused_bn.BatchNormReLU), else nothing."""
+    """What stays of a folded BN: the ReLU it applied (common.fused_bn.BatchNormReLU), the residual add and ReLU
+    (BatchNormAddReLU), else nothing."""
+    if isinstance(bn, BatchNormAddReLU):
+        return AddReLU()
     return nn.ReLU() if getattr(bn, "apply_relu", False) else nn.Identity()
 
 

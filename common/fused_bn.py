@@ -49,8 +49,54 @@ class _TrainKernel(ops.Custom):
                                sig.make_sig("running_var", sig.sig_rw.RW_WRITE), sig.make_sig("hyper"))
 
 
+class _ResidualTrainKernel(ops.Custom):
+    """The same with the block's shortcut as second input: relu(bn(x) + residual)."""
+
+    __mindspore_signature__ = (sig.make_sig("x"), sig.make_sig("residual"), sig.make_sig("gamma"),
+                               sig.make_sig("beta"), sig.make_sig("running_mean", sig.sig_rw.RW_WRITE),
+                               sig.make_sig("running_var", sig.sig_rw.RW_WRITE), sig.make_sig("hyper"))
+
+
+def _train_kernel(residual: bool, eps: float, momentum: float) -> ops.Custom:
+    """The fused forward, its gradient being MindSpore's ReluGrad then BatchNormGrad (and the ReLU's gradient as is
+    for the residual). Outputs y, batch mean and biased batch variance, which BatchNormGrad takes on CPU."""
+    lib = library_path()
+    if lib is None or BatchNormGrad is None or ReluGrad is None:
+        raise RuntimeError("the fused BN + ReLU is not available here; build it with backbone.batch_norm_relu")
+    relu_grad = ReluGrad()
+    bn_grad = BatchNormGrad(is_training=True, epsilon=eps)
+
+    def bn_relu_grad(x, gamma, out, dy):
+        dz = relu_grad(dy, out[0])
+        dx, dgamma, dbeta = bn_grad(dz, x, gamma, out[1], out[2], ops.zeros_like(out[1]))[:3]
+        return dz, dx, dgamma, dbeta
+
+    def bprop(x, gamma, beta, running_mean, running_var, hyper, out, dout):
+        _, dx, dgamma, dbeta = bn_relu_grad(x, gamma, out, dout[0])
+        return (dx, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
+                ops.zeros_like(hyper))
+
+    def bprop_residual(x, residual, gamma, beta, running_mean, running_var, hyper, out, dout):
+        dz, dx, dgamma, dbeta = bn_relu_grad(x, gamma, out, dout[0])
+        return (dx, dz, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
+                ops.zeros_like(hyper))
+
+    def shapes(x, *rest):
+        return x, rest[-4], rest[-4]  # y like x; mean and variance like gamma
+
+    def dtypes(x, *rest):
+        return x, x, x
+
+    if residual:
+        kernel = _ResidualTrainKernel(f"{lib}:ZooBatchNormAddReLUTrain", shapes, dtypes, "aot", bprop=bprop_residual)
+    else:
+        kernel = _TrainKernel(f"{lib}:ZooBatchNormReLUTrain", shapes, dtypes, "aot", bprop=bprop)
+    kernel.add_prim_attr("side_effect_mem", True)
+    return kernel
+
+
 class BatchNormReLU(nn.BatchNorm2d):
-    """nn.BatchNorm2d followed by ReLU; one fused CPU kernel each way in training when `fused`.
+    """nn.BatchNorm2d followed by ReLU; one fused CPU kernel forward in training when `fused`.
 
     `momentum` is the weight of the running value, as for nn.BatchNorm2d (0.9 = PyTorch's momentum 0.1).
     """
@@ -62,28 +108,43 @@ class BatchNormReLU(nn.BatchNorm2d):
         super().__init__(channels, eps=eps, momentum=momentum, gamma_init=gamma_init)
         self.act = nn.ReLU()
         self.fused = fused
-        if not fused:
-            return
-        lib = library_path()
-        if lib is None or BatchNormGrad is None or ReluGrad is None:
-            raise RuntimeError("the fused BN + ReLU is not available here; build it with backbone.batch_norm_relu")
-        relu_grad = ReluGrad()
-        bn_grad = BatchNormGrad(is_training=True, epsilon=eps)
-
-        def bprop(x, gamma, beta, running_mean, running_var, hyper, out, dout):
-            y, mean, var = out[0], out[1], out[2]
-            dx, dgamma, dbeta = bn_grad(relu_grad(dout[0], y), x, gamma, mean, var, ops.zeros_like(mean))[:3]
-            return (dx, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
-                    ops.zeros_like(hyper))
-
-        # outputs: y, batch mean, biased batch variance (what BatchNormGrad takes on the CPU backend)
-        self.train_kernel = _TrainKernel(f"{lib}:ZooBatchNormReLUTrain", lambda x, g, b, rm, rv, h: (x, g, g),
-                                         lambda x, g, b, rm, rv, h: (x, x, x), "aot", bprop=bprop)
-        self.train_kernel.add_prim_attr("side_effect_mem", True)
-        self.hyper = ms.Tensor([eps, momentum], mstype.float32)
+        if fused:
+            self.train_kernel = _train_kernel(False, eps, momentum)
+            self.hyper = ms.Tensor([eps, momentum], mstype.float32)
 
     def construct(self, x):
         if self.fused and self.training and x.dtype == mstype.float32:
             return self.train_kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
                                      self.hyper)[0]
         return self.act(super().construct(x))
+
+
+class BatchNormAddReLU(nn.BatchNorm2d):
+    """relu(bn(x) + residual), the end of a residual block: `cell(x, residual)`; fused like BatchNormReLU."""
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.9, gamma_init="ones",
+                 fused: bool = False) -> None:
+        super().__init__(channels, eps=eps, momentum=momentum, gamma_init=gamma_init)
+        self.act = nn.ReLU()
+        self.fused = fused
+        if fused:
+            self.train_kernel = _train_kernel(True, eps, momentum)
+            self.hyper = ms.Tensor([eps, momentum], mstype.float32)
+
+    def construct(self, x, residual):
+        if self.fused and self.training and x.dtype == mstype.float32 and residual.dtype == mstype.float32:
+            return self.train_kernel(x, residual, self.gamma, self.beta, self.moving_mean, self.moving_variance,
+                                     self.hyper)[0]
+        # not in place: an in-place add breaks ONNX export
+        return self.act(super().construct(x) + residual)
+
+
+class AddReLU(nn.Cell):
+    """What a BatchNormAddReLU leaves once common.bn_fold has folded its BN into the conv: relu(x + residual)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.ReLU()
+
+    def construct(self, x, residual):
+        return self.act(x + residual)

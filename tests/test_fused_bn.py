@@ -7,7 +7,7 @@ from mindspore import nn
 
 from common.backbone import BN_EPS, BN_MOMENTUM
 from common.cpu_ops import native_ops
-from common.fused_bn import BatchNormReLU, fused_bn_applies
+from common.fused_bn import BatchNormAddReLU, BatchNormReLU, fused_bn_applies
 from common.models import create_model
 
 # (n, c, h, w, offset): stage-like maps, odd sizes, and a mean far from zero against the spread (the shifted
@@ -25,13 +25,18 @@ class NativePair(nn.Cell):
         return self.act(self.bn(x))
 
 
+class NativeResidual(NativePair):
+    def construct(self, x, residual):
+        return self.act(self.bn(x) + residual)
+
+
 def _bn_params(bn):
     return [bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance]
 
 
-def _pair(channels, rng):
-    fused = BatchNormReLU(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=True)
-    native = NativePair(channels)
+def _pair(channels, rng, residual=False):
+    fused = (BatchNormAddReLU if residual else BatchNormReLU)(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=True)
+    native = (NativeResidual if residual else NativePair)(channels)
     for ours, theirs in zip(_bn_params(fused), _bn_params(native.bn)):
         value = rng.uniform(0.5, 1.5, ours.shape).astype(np.float32)
         ours.set_data(ms.Tensor(value))
@@ -39,48 +44,58 @@ def _pair(channels, rng):
     return fused, native
 
 
-def _train_call(cell, params, x, dy, graph):
-    """Output and gradients (x, gamma, beta) of one training-mode call, then the running statistics it left."""
+def _train_call(cell, params, inputs, dy, graph):
+    """Gradients (every input, gamma, beta) of one training-mode call, then the running statistics it left."""
     cell.set_train(True)
 
-    def weighted_sum(inp):
-        return (cell(inp) * dy).sum()
+    def weighted_sum(*args):
+        return (cell(*args) * dy).sum()
 
-    grad_fn = ms.grad(weighted_sum, grad_position=0, weights=params[:2])
+    positions = tuple(range(len(inputs))) if len(inputs) > 1 else 0
+    grad_fn = ms.grad(weighted_sum, grad_position=positions, weights=params[:2])
     if graph:
         grad_fn = ms.jit(grad_fn)
-    grad_x, (grad_gamma, grad_beta) = grad_fn(x)
-    return [grad_x.asnumpy(), grad_gamma.asnumpy(), grad_beta.asnumpy()] + [p.asnumpy() for p in params[2:]]
+    input_grads, (grad_gamma, grad_beta) = grad_fn(*inputs)
+    input_grads = input_grads if len(inputs) > 1 else (input_grads,)
+    return [g.asnumpy() for g in input_grads] + [grad_gamma.asnumpy(), grad_beta.asnumpy()] + \
+        [p.asnumpy() for p in params[2:]]
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+@pytest.mark.parametrize("residual", [False, True], ids=["bn_relu", "bn_add_relu"])
 @pytest.mark.parametrize("n,c,h,w,offset", SHAPES)
-def test_training_matches_native(n, c, h, w, offset, graph):
+def test_training_matches_native(n, c, h, w, offset, residual, graph):
     rng = np.random.default_rng(n * 100 + c + h)
-    fused, native = _pair(c, rng)
+    fused, native = _pair(c, rng, residual)
     x = ms.Tensor((rng.standard_normal((n, c, h, w)) * 2 + offset).astype(np.float32))
+    inputs = (x, ms.Tensor(rng.standard_normal((n, c, h, w)).astype(np.float32))) if residual else (x,)
     dy = ms.Tensor(rng.standard_normal((n, c, h, w)).astype(np.float32))
     fused.set_train(True)
     native.set_train(True)
-    want_out = native(x).asnumpy()
-    got_out = fused(x).asnumpy()
+    want_out = native(*inputs).asnumpy()
+    got_out = fused(*inputs).asnumpy()
     assert np.abs(got_out - want_out).max() <= 1e-4 * max(1.0, np.abs(want_out).max())
-    names = ("input grad", "gamma grad", "beta grad", "running mean", "running var")
+    names = ("input grad",) + (("residual grad",) if residual else ()) + \
+        ("gamma grad", "beta grad", "running mean", "running var")
     # the calls above updated both cells' running statistics once; these update them a second time
-    for name, got, want in zip(names, _train_call(fused, _bn_params(fused), x, dy, graph),
-                               _train_call(native, _bn_params(native.bn), x, dy, False)):
+    got_all = _train_call(fused, _bn_params(fused), inputs, dy, graph)
+    want_all = _train_call(native, _bn_params(native.bn), inputs, dy, False)
+    assert len(got_all) == len(want_all) == len(names)
+    for name, got, want in zip(names, got_all, want_all):
         scale = max(np.abs(want).max(), 1e-3)
         assert np.abs(got - want).max() / scale < 1e-4, f"{name}: {np.abs(got - want).max() / scale:.2e}"
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
-def test_eval_mode_is_the_native_pair(graph):
-    fused, native = _pair(6, np.random.default_rng(1))
+@pytest.mark.parametrize("residual", [False, True], ids=["bn_relu", "bn_add_relu"])
+def test_eval_mode_is_the_native_pair(residual, graph):
+    fused, native = _pair(6, np.random.default_rng(1), residual)
     fused.set_train(False)
     native.set_train(False)
-    x = ms.Tensor(np.random.default_rng(2).standard_normal((2, 6, 5, 5)).astype(np.float32))
+    rng = np.random.default_rng(2)
+    inputs = [ms.Tensor(rng.standard_normal((2, 6, 5, 5)).astype(np.float32)) for _ in range(2 if residual else 1)]
     run = ms.jit(fused.construct) if graph else fused
-    np.testing.assert_array_equal(run(x).asnumpy(), native(x).asnumpy())
+    np.testing.assert_array_equal(run(*inputs).asnumpy(), native(*inputs).asnumpy())
 
 
 def test_applies_only_on_cpu_with_the_switch_on():
@@ -94,12 +109,14 @@ def test_applies_only_on_cpu_with_the_switch_on():
 @pytest.mark.parametrize("arch", ["resnext50_32x4d", "resnest50"])
 def test_backbone_fuses_the_relu_that_followed_each_bn(arch):
     """The stem BN and two BNs a block (ResNeXt: bn1, bn2; ResNeSt: bn1 and the split-attention conv's bn0) carry
-    the ReLU; the training-mode forward gives the all-native network's logits and running statistics."""
+    the ReLU, every block's bn3 the residual add and ReLU; the training-mode forward gives the all-native network's
+    logits and running statistics."""
     ms.set_seed(0)  # fixed weights: float32 rounding differences through 50 layers stay the same run to run
     net = create_model(arch, num_classes=10)
     fused = [name for name, cell in net.cells_and_names() if isinstance(cell, BatchNormReLU)]
-    assert len(fused) == 1 + 2 * 16 and all(cell.fused for _, cell in net.cells_and_names()
-                                             if isinstance(cell, BatchNormReLU))
+    residual = [name for name, cell in net.cells_and_names() if isinstance(cell, BatchNormAddReLU)]
+    assert len(fused) == 1 + 2 * 16 and len(residual) == 16
+    assert all(cell.fused for _, cell in net.cells_and_names() if isinstance(cell, (BatchNormReLU, BatchNormAddReLU)))
     with native_ops():
         native = create_model(arch, num_classes=10)
     assert not any(getattr(cell, "fused", False) for _, cell in native.cells_and_names())

@@ -7,8 +7,11 @@
 // with the biased batch variance; the running statistics get the unbiased one, updated in place as MindSpore's
 // BatchNorm does: running = keep * running + (1 - keep) * batch.
 //
-// AOT entry point (mindspore.ops.Custom, func_type "aot"; outputs last):
+// The residual variant adds the block's shortcut before the ReLU: y = relu(bn(x) + residual).
+//
+// AOT entry points (mindspore.ops.Custom, func_type "aot"; outputs last):
 //   ZooBatchNormReLUTrain(x, gamma, beta, running_mean, running_var, hyper = [eps, keep]) -> y, mean, biased var
+//   ZooBatchNormAddReLUTrain(x, residual, gamma, beta, running_mean, running_var, hyper) -> y, mean, biased var
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -46,13 +49,19 @@ Partials channel_sums(const Layout &s, RowFn row_sums) {
   return sums;
 }
 
-int train(int nparam, void **p, int *ndims, int64_t **shapes) {
-  if (nparam != 9 || ndims[0] != 4 || ndims[5] != 1 || shapes[5][0] != 2) return 1;
+// params: x, [residual,] gamma, beta, running_mean, running_var, hyper -> y, mean, var
+int train(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes) {
+  const int off = with_residual ? 1 : 0;  // parameters after the residual shift by one
+  if (nparam != 9 + off || ndims[0] != 4 || ndims[5 + off] != 1 || shapes[5 + off][0] != 2) return 1;
+  if (with_residual && (ndims[1] != 4 || shapes[1][0] != shapes[0][0] || shapes[1][1] != shapes[0][1] ||
+                        shapes[1][2] != shapes[0][2] || shapes[1][3] != shapes[0][3]))
+    return 1;
   const Layout s{shapes[0][0], shapes[0][1], shapes[0][2] * shapes[0][3]};
   float *const *t = reinterpret_cast<float *const *>(p);
-  const float *x = t[0], *gamma = t[1], *beta = t[2];
-  float *running_mean = t[3], *running_var = t[4], *y = t[6], *mean = t[7], *batch_var = t[8];
-  const float eps = t[5][0], keep = t[5][1];
+  const float *x = t[0], *residual = with_residual ? t[1] : nullptr, *gamma = t[1 + off], *beta = t[2 + off];
+  float *running_mean = t[3 + off], *running_var = t[4 + off];
+  float *y = t[6 + off], *mean = t[7 + off], *batch_var = t[8 + off];
+  const float eps = t[5 + off][0], keep = t[5 + off][1];
   const int64_t m = s.n * s.hw;
   std::lock_guard<std::mutex> lock(zoo::op_mutex());
   // shift = the channel's first value keeps E[d^2] - E[d]^2 exact when the mean is large against the spread
@@ -84,13 +93,19 @@ int train(int nparam, void **p, int *ndims, int64_t **shapes) {
     running_var[c] = static_cast<float>(keep * running_var[c] + (1.f - keep) * unbiased);
   }
   zoo::parallel_ranges(s.n * s.c, [&](int, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t c = r % s.c;
+    for (int64_t row_index = r0; row_index < r1; ++row_index) {
+      const int64_t c = row_index % s.c;
       const float k = scale[c], b = bias[c];
-      const float *row = x + r * s.hw;
-      float *out = y + r * s.hw;
+      const float *row = x + row_index * s.hw;
+      float *out = y + row_index * s.hw;
+      if (residual != nullptr) {
+        const float *res = residual + row_index * s.hw;
 #pragma omp simd
-      for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * k + b, 0.f);
+        for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * k + b + res[i], 0.f);
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * k + b, 0.f);
+      }
     }
   });
   return 0;
@@ -100,6 +115,9 @@ int train(int nparam, void **p, int *ndims, int64_t **shapes) {
 
 extern "C" {
 int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **, void *, void *) {
-  return train(n, p, d, s);
+  return train(false, n, p, d, s);
+}
+int ZooBatchNormAddReLUTrain(int n, void **p, int *d, int64_t **s, const char **, void *, void *) {
+  return train(true, n, p, d, s);
 }
 }

@@ -13,9 +13,9 @@ namespace {
 
 using AotFn = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
 
-constexpr int kCount = 4;
+constexpr int kCount = 5;
 constexpr const char *kNames[kCount] = {"ZooConvForward", "ZooConvBackwardData", "ZooConvBackwardWeights",
-                                        "ZooBatchNormReLUTrain"};
+                                        "ZooBatchNormReLUTrain", "ZooBatchNormAddReLUTrain"};
 AotFn g_fns[kCount] = {};
 std::once_flag g_once;
 
@@ -55,5 +55,8 @@ int ZooConvBackwardWeights(int n, void **p, int *d, int64_t **s, const char **t,
 }
 int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
   return call(3, n, p, d, s, t, st, e);
+}
+int ZooBatchNormAddReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
+  return call(4, n, p, d, s, t, st, e);
 }
 }
