@@ -1,14 +1,16 @@
-"""BatchNorm + ReLU, trained on the CPU backend by one custom kernel each way.
+"""BatchNorm + ReLU (and BatchNorm + residual add + ReLU), trained on the CPU backend with a fused forward.
 
-On MindSpore 2.8's CPU backend a ResNeXt-50 training step spends ~290 ms in BatchNorm and its gradient and ~150 ms
+On MindSpore 2.8's CPU backend a ResNeXt-50 training step spent ~290 ms in BatchNorm and its gradient and ~150 ms
 in ReLU and its gradient (bs 8, 224 px, MindSpore profiler; PyTorch: 213 and 49 ms). `BatchNormReLU` is an
 nn.BatchNorm2d (same parameters, names, init and running statistics) that also applies the ReLU which follows it in
-the backbone. In training on CPU, csrc/batchnorm.cc computes both in one pass for the batch statistics and one for
-the output, and the gradient of both in two more, streaming the tensors in memory order; it updates the running
-statistics in place like MindSpore's BatchNorm (unbiased batch variance, `momentum` weighting the running value),
-declared to MindSpore as a write to those parameters. Everywhere else (eval mode, Ascend/GPU, non-float32 inputs,
-ZOO_FUSED_BN=0, inside `cpu_ops.native_ops()`, no operator library) it is nn.BatchNorm2d then nn.ReLU.
-tests/test_fused_bn.py checks outputs, gradients and running statistics against that native pair.
+the backbone; `BatchNormAddReLU` ends a residual block, relu(bn(x) + residual). In training on CPU, csrc/batchnorm.cc
+computes the forward in one pass for the batch statistics and one for the output, streaming the tensors in memory
+order, and updates the running statistics in place like MindSpore's BatchNorm (unbiased batch variance, `momentum`
+weighting the running value), declared to MindSpore as a write to those parameters. The gradient is MindSpore's own
+ReluGrad then BatchNormGrad: a fused backward kernel measured slower in the network than these (benchmarks/RESULTS.md
+round 4). The forward alone saved 74 ms of a 1401 ms step (A/B in one process). Everywhere else (eval mode,
+Ascend/GPU, non-float32 inputs, ZOO_FUSED_BN=0, inside `cpu_ops.native_ops()`, no operator library) the cells are
+nn.BatchNorm2d then nn.ReLU. tests/test_fused_bn.py checks outputs, gradients and running statistics against them.
 """
 from __future__ import annotations
 
@@ -95,13 +97,13 @@ def _train_kernel(residual: bool, eps: float, momentum: float) -> ops.Custom:
     return kernel
 
 
-class BatchNormReLU(nn.BatchNorm2d):
-    """nn.BatchNorm2d followed by ReLU; one fused CPU kernel forward in training when `fused`.
+class _FusedBatchNorm(nn.BatchNorm2d):
+    """nn.BatchNorm2d plus the fused CPU training forward of its subclass (`residual`: relu(bn(x) + residual)).
 
     `momentum` is the weight of the running value, as for nn.BatchNorm2d (0.9 = PyTorch's momentum 0.1).
     """
 
-    apply_relu = True  # common.bn_fold keeps the ReLU when it folds this BN into its conv
+    residual = False
 
     def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.9, gamma_init="ones",
                  fused: bool = False) -> None:
@@ -109,8 +111,14 @@ class BatchNormReLU(nn.BatchNorm2d):
         self.act = nn.ReLU()
         self.fused = fused
         if fused:
-            self.train_kernel = _train_kernel(False, eps, momentum)
+            self.train_kernel = _train_kernel(self.residual, eps, momentum)
             self.hyper = ms.Tensor([eps, momentum], mstype.float32)
+
+
+class BatchNormReLU(_FusedBatchNorm):
+    """nn.BatchNorm2d followed by ReLU; one fused CPU kernel forward in training when `fused`."""
+
+    apply_relu = True  # common.bn_fold keeps the ReLU when it folds this BN into its conv
 
     def construct(self, x):
         if self.fused and self.training and x.dtype == mstype.float32:
@@ -119,17 +127,10 @@ class BatchNormReLU(nn.BatchNorm2d):
         return self.act(super().construct(x))
 
 
-class BatchNormAddReLU(nn.BatchNorm2d):
+class BatchNormAddReLU(_FusedBatchNorm):
     """relu(bn(x) + residual), the end of a residual block: `cell(x, residual)`; fused like BatchNormReLU."""
 
-    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.9, gamma_init="ones",
-                 fused: bool = False) -> None:
-        super().__init__(channels, eps=eps, momentum=momentum, gamma_init=gamma_init)
-        self.act = nn.ReLU()
-        self.fused = fused
-        if fused:
-            self.train_kernel = _train_kernel(True, eps, momentum)
-            self.hyper = ms.Tensor([eps, momentum], mstype.float32)
+    residual = True
 
     def construct(self, x, residual):
         if self.fused and self.training and x.dtype == mstype.float32 and residual.dtype == mstype.float32:

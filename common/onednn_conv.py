@@ -3,9 +3,9 @@
 MindSpore 2.8's CPU convolutions run oneDNN 2.2 `gemm:jit` kernels on plain NCHW memory. ResNeXt's grouped 3x3
 convs (4-32 channels a group) suffer most; oneDNN 3.x has direct `jit:avx512_core` kernels for them on blocked
 memory. The operator (csrc/onednn_conv.cc, built by common.cpu_ops) reorders NCHW tensors into the layout the
-primitive picks and back, and splits the batch over the cores. Measured on ResNeXt-50 (benchmarks/RESULTS.md,
-round 4): the train step at bs 8/224 px went from 1686 to ~1600 ms and eval from 451 to ~372 ms. Dense convs stay
-native: through oneDNN 3.x, with the reorders, the whole step was slower (1721-1756 vs 1640 ms).
+primitive picks and back, and splits the batch over the cores. Measured on ResNeXt-50 at bs 8/224 px, A/B in one
+process (benchmarks/RESULTS.md, round 4): train step 1630 -> 1449 ms. Dense convs stay native: through oneDNN 3.x,
+with the reorders, the whole step was slower (1721-1756 vs 1640 ms; stages 3-4 only: 1520 vs 1470 ms).
 
 Where it applies (decided per conv when it is built): CPU backend, grouped convs (group > 1), float32 inputs, the
 operator library available (common.cpu_ops), ZOO_ONEDNN_CONV not 0, and not inside `cpu_ops.native_ops()` (export

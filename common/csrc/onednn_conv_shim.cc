@@ -1,8 +1,8 @@
-// The library MindSpore loads for the zoo's AOT convolution ops (common/onednn_conv.py). It forwards each call to
-// onednn_conv.cc's library, opened with RTLD_DEEPBIND: MindSpore's CPU backend has already loaded its own oneDNN 2.x
-// (libdnnl.so.2), which exports the same C symbols (dnnl_*) as the oneDNN 3.x this op needs; a plain link would bind
-// them to the 2.x library and crash. Deep binding makes the implementation and its libdnnl.so.3 resolve their own
-// symbols first.
+// The library MindSpore loads for the zoo's AOT CPU operators (common/cpu_ops.py). It forwards each call to the
+// kernels' library (onednn_conv.cc, batchnorm.cc), opened with RTLD_DEEPBIND: MindSpore's CPU backend has already
+// loaded its own oneDNN 2.x (libdnnl.so.2), which exports the same C symbols (dnnl_*) as the oneDNN 3.x the kernels
+// need; a plain link would bind them to the 2.x library and crash. Deep binding makes the kernels' library and its
+// libdnnl.so.3 resolve their own symbols first.
 #include <dlfcn.h>
 
 #include <cstdint>
