@@ -117,7 +117,10 @@ def build_library(prefix: Path, cache: Path, compiler: str = "g++") -> Tuple[Opt
 
 @functools.lru_cache(maxsize=None)
 def library_path() -> Optional[str]:
-    """The built operator library, or None (with the reason logged once) when it cannot be had here."""
+    """The built operator library, or None (with one warning saying why) when it cannot be had here.
+
+    Called only where the CPU backend could use it, so Ascend/GPU runs never build or warn.
+    """
     prefix, why = find_onednn()
     path = None
     if prefix is not None:
@@ -126,6 +129,6 @@ def library_path() -> Optional[str]:
     if path is not None and white_list and os.path.realpath(white_list) not in os.path.realpath(path):
         path, why = None, f"MS_CUSTOM_AOT_WHITE_LIST does not admit {path.parent}"
     if path is None:
-        _log.info("the zoo's CPU operators are off, MindSpore's native kernels run: %s", why)
+        _log.warning("the zoo's faster CPU operators are off (%s); MindSpore's native kernels run", why)
         return None
     return str(path)
