@@ -271,11 +271,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def environment(args) -> dict:
-    """What the numbers depend on: versions, cores, load, threads, the fast-conv switch."""
+    """What the numbers depend on: versions, cores, load, threads, the switches of the zoo's CPU operators."""
     import mindspore as ms
+
+    from common.cpu_ops import library_path
 
     env = {"mindspore": ms.__version__, "cpu_count": os.cpu_count(), "ms_mode": args.ms_mode,
            "jit_level": args.jit_level or "default", "fast_conv": os.environ.get("ZOO_FAST_CONV", "1"),
+           "onednn_conv": os.environ.get("ZOO_ONEDNN_CONV", "1"), "fused_bn": os.environ.get("ZOO_FUSED_BN", "1"),
+           "cpu_ops_built": args.device_target == "CPU" and library_path() is not None,
            "loadavg_1min": os.getloadavg()[0]}
     if args.compare:
         import torch
