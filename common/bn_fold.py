@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from mindspore import Tensor, nn
 
-from .fused_bn import AddReLU, BatchNormAddReLU
+from .fused_bn import AddReLU, BatchNormAddReLU, BatchNormReLU
 from .onednn_conv import OneDNNConv2d
 
 
@@ -41,7 +41,7 @@ def _after_fold(bn: nn.BatchNorm2d) -> nn.Cell:
     (BatchNormAddReLU), else nothing."""
     if isinstance(bn, BatchNormAddReLU):
         return AddReLU()
-    return nn.ReLU() if getattr(bn, "apply_relu", False) else nn.Identity()
+    return nn.ReLU() if isinstance(bn, BatchNormReLU) else nn.Identity()
 
 
 def _fold_sequence(seq: nn.SequentialCell) -> None:

@@ -84,7 +84,7 @@ def _train_kernel(residual: bool, eps: float, momentum: float) -> ops.Custom:
                 ops.zeros_like(hyper))
 
     def shapes(x, *rest):
-        return x, rest[-4], rest[-4]  # y like x; mean and variance like gamma
+        return x, rest[-3], rest[-3]  # y like x; batch mean and variance like the running statistics
 
     def dtypes(x, *rest):
         return x, x, x
@@ -117,8 +117,6 @@ class _FusedBatchNorm(nn.BatchNorm2d):
 
 class BatchNormReLU(_FusedBatchNorm):
     """nn.BatchNorm2d followed by ReLU; one fused CPU kernel forward in training when `fused`."""
-
-    apply_relu = True  # common.bn_fold keeps the ReLU when it folds this BN into its conv
 
     def construct(self, x):
         if self.fused and self.training and x.dtype == mstype.float32:

@@ -70,15 +70,12 @@ class OneDNNConv2d(nn.Conv2d):
         def bprop_bias(x, w, b, out, dout):
             return grad_input(dout, w, x), grad_weight(dout, x, w), dout.sum(axis=(0, 2, 3))
 
-        self.fused = ops.Custom(f"{lib}:ZooConvForwardStride{stride}", out_shape, lambda x, w, *bias: x, "aot",
-                                bprop=bprop_bias if has_bias else bprop)
+        self.forward_op = ops.Custom(f"{lib}:ZooConvForwardStride{stride}", out_shape, lambda x, w, *bias: x, "aot",
+                                     bprop=bprop_bias if has_bias else bprop)
 
     def construct(self, x):
         if x.dtype != mstype.float32:
-            output = self.conv2d(x, self.weight)
-            if self.has_bias:
-                output = self.bias_add(output, self.bias)
-            return output
+            return super().construct(x)
         if self.has_bias:
-            return self.fused(x, self.weight, self.bias)
-        return self.fused(x, self.weight)
+            return self.forward_op(x, self.weight, self.bias)
+        return self.forward_op(x, self.weight)

@@ -32,8 +32,7 @@ using Partials = std::vector<std::vector<double>>;
 
 template <typename RowFn>
 Partials channel_sums(const Layout &s, RowFn row_sums) {
-  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(zoo::team_size(), s.n * s.c)));
-  Partials sums(parts, std::vector<double>(2 * s.c, 0.0));
+  Partials sums(zoo::team_size(), std::vector<double>(2 * s.c, 0.0));  // parallel_ranges uses at most this many parts
   zoo::parallel_ranges(s.n * s.c, [&](int part, int64_t r0, int64_t r1) {
     double *acc = sums[part].data();
     for (int64_t r = r0; r < r1; ++r) {
@@ -50,12 +49,16 @@ Partials channel_sums(const Layout &s, RowFn row_sums) {
 }
 
 // params: x, [residual,] gamma, beta, running_mean, running_var, hyper -> y, mean, var
-int train(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes) {
+int train(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes, const char **dtypes) {
   const int off = with_residual ? 1 : 0;  // parameters after the residual shift by one
-  if (nparam != 9 + off || ndims[0] != 4 || ndims[5 + off] != 1 || shapes[5 + off][0] != 2) return 1;
-  if (with_residual && (ndims[1] != 4 || shapes[1][0] != shapes[0][0] || shapes[1][1] != shapes[0][1] ||
-                        shapes[1][2] != shapes[0][2] || shapes[1][3] != shapes[0][3]))
+  if (nparam != 9 + off || !zoo::all_float32(nparam, dtypes) || ndims[0] != 4 || ndims[6 + off] != 4 ||
+      ndims[5 + off] != 1 || shapes[5 + off][0] != 2)
     return 1;
+  if (with_residual && (ndims[1] != 4 || !std::equal(shapes[1], shapes[1] + 4, shapes[0]))) return 1;
+  if (!std::equal(shapes[6 + off], shapes[6 + off] + 4, shapes[0])) return 1;
+  for (int i : {1 + off, 2 + off, 3 + off, 4 + off, 7 + off, 8 + off}) {  // per-channel tensors hold C values
+    if (ndims[i] != 1 || shapes[i][0] != shapes[0][1]) return 1;
+  }
   const Layout s{shapes[0][0], shapes[0][1], shapes[0][2] * shapes[0][3]};
   float *const *t = reinterpret_cast<float *const *>(p);
   const float *x = t[0], *residual = with_residual ? t[1] : nullptr, *gamma = t[1 + off], *beta = t[2 + off];
@@ -114,10 +117,10 @@ int train(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes
 }  // namespace
 
 extern "C" {
-int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **, void *, void *) {
-  return train(false, n, p, d, s);
+int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
+  return train(false, n, p, d, s, t);
 }
-int ZooBatchNormAddReLUTrain(int n, void **p, int *d, int64_t **s, const char **, void *, void *) {
-  return train(true, n, p, d, s);
+int ZooBatchNormAddReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
+  return train(true, n, p, d, s, t);
 }
 }

@@ -1,5 +1,6 @@
-// Threads of the zoo's CPU custom operator (onednn_conv.cc): one fixed team size, a pool of sleeping helper threads,
-// and one lock, since MindSpore may launch independent kernels concurrently while one call already uses every core.
+// Shared by the zoo's CPU custom operators (onednn_conv.cc, batchnorm.cc): one fixed team size, a pool of sleeping
+// helper threads, one lock (MindSpore may launch independent kernels concurrently while one call already uses every
+// core), and the float32 check of their entry points.
 #ifndef ZOO_CPU_THREADS_H_
 #define ZOO_CPU_THREADS_H_
 
@@ -9,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -82,6 +84,14 @@ class Helpers {
 inline Helpers &helpers() {
   static Helpers *pool = new Helpers(team_size() - 1);  // never destroyed: its threads block until the process ends
   return *pool;
+}
+
+// Whether the first `count` AOT parameters are float32 (MindSpore names it "float32" or "float").
+inline bool all_float32(int count, const char **dtypes) {
+  for (int i = 0; i < count; ++i) {
+    if (std::strcmp(dtypes[i], "float32") != 0 && std::strcmp(dtypes[i], "float") != 0) return false;
+  }
+  return true;
 }
 
 inline std::mutex &op_mutex() {

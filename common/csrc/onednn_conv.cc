@@ -237,10 +237,7 @@ int run(Kind kind, const Geometry &g, void *const *params, void *output) {
 }
 
 bool float32_4d(int count, const int *ndims, const char **dtypes) {
-  for (int i = 0; i < count; ++i) {
-    if (std::strcmp(dtypes[i], "float32") != 0 && std::strcmp(dtypes[i], "float") != 0) return false;
-  }
-  return ndims[0] == 4 && ndims[1] == 4 && ndims[count - 1] == 4;
+  return zoo::all_float32(count, dtypes) && ndims[0] == 4 && ndims[1] == 4 && ndims[count - 1] == 4;
 }
 
 int guarded(Kind kind, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
