@@ -1,15 +1,15 @@
-"""BatchNorm + ReLU (and BatchNorm + residual add + ReLU), trained on the CPU backend with a fused forward.
+"""BatchNorm + ReLU (and BatchNorm + residual add + ReLU), trained on the CPU backend with fused kernels.
 
 On MindSpore 2.8's CPU backend a ResNeXt-50 training step spent ~290 ms in BatchNorm and its gradient and ~150 ms
 in ReLU and its gradient (bs 8, 224 px, MindSpore profiler; PyTorch: 213 and 49 ms). `BatchNormReLU` is an
 nn.BatchNorm2d (same parameters, names, init and running statistics) that also applies the ReLU which follows it in
 the backbone; `BatchNormAddReLU` ends a residual block, relu(bn(x) + residual). In training on CPU, csrc/batchnorm.cc
-computes the forward in one pass for the batch statistics and one for the output, streaming the tensors in memory
-order, and updates the running statistics in place like MindSpore's BatchNorm (unbiased batch variance, `momentum`
-weighting the running value), declared to MindSpore as a write to those parameters. The gradient is MindSpore's own
-ReluGrad then BatchNormGrad: a fused backward kernel measured slower in the network than these (benchmarks/RESULTS.md
-round 4). The forward alone saved 74 ms of a 1401 ms step (A/B in one process). Everywhere else (eval mode,
-Ascend/GPU, non-float32 inputs, ZOO_FUSED_BN=0, inside `cpu_ops.native_ops()`, no operator library) the cells are
+computes the forward and the gradient channel by channel, each channel's data read from memory once, and updates
+the running statistics in place like MindSpore's BatchNorm (unbiased batch variance, `momentum` weighting the
+running value), declared to MindSpore as a write to those parameters. Measured in one process (ResNeXt-50 train, bs
+8, 224 px; benchmarks/RESULTS.md round 5): the fused gradient instead of MindSpore's ReluGrad + BatchNormGrad took a
+step from 1321 to 1230 ms, forward and gradient together from 1331 to 1164 ms. Everywhere else (eval mode, Ascend/GPU,
+non-float32 inputs, ZOO_FUSED_BN=0, inside `cpu_ops.native_ops()`, no operator library) the cells are
 nn.BatchNorm2d then nn.ReLU. tests/test_fused_bn.py checks outputs, gradients and running statistics against them.
 """
 from __future__ import annotations
@@ -23,11 +23,6 @@ from mindspore.ops import signature as sig
 
 from .cpu_ops import library_path, native_only, switch_on
 
-try:  # MindSpore's own gradient kernels, which the fused forward reuses (private module, present 2.2 - 2.8)
-    from mindspore.ops.operations._grad_ops import BatchNormGrad, ReluGrad
-except ImportError:  # pragma: no cover - depends on the installed release; the native pair then runs
-    BatchNormGrad = ReluGrad = None
-
 ENV_SWITCH = "ZOO_FUSED_BN"
 
 
@@ -40,7 +35,7 @@ def use_fused_bn() -> bool:
     """The decision for one BN + ReLU of the backbone (see the module doc)."""
     if native_only() or not fused_bn_applies(ms.get_context("device_target"), os.environ.get(ENV_SWITCH, "1")):
         return False
-    return BatchNormGrad is not None and ReluGrad is not None and library_path() is not None
+    return library_path() is not None
 
 
 class _TrainKernel(ops.Custom):
@@ -59,28 +54,34 @@ class _ResidualTrainKernel(ops.Custom):
                                sig.make_sig("running_var", sig.sig_rw.RW_WRITE), sig.make_sig("hyper"))
 
 
-def _train_kernel(residual: bool, eps: float, momentum: float) -> ops.Custom:
-    """The fused forward, its gradient being MindSpore's ReluGrad then BatchNormGrad (and the ReLU's gradient as is
-    for the residual). Outputs y, batch mean and biased batch variance, which BatchNormGrad takes on CPU."""
-    lib = library_path()
-    if lib is None or BatchNormGrad is None or ReluGrad is None:
-        raise RuntimeError("the fused BN + ReLU is not available here; build it with backbone.batch_norm_relu")
-    relu_grad = ReluGrad()
-    bn_grad = BatchNormGrad(is_training=True, epsilon=eps)
+def _grad_kernel(residual: bool) -> ops.Custom:
+    """The fused gradient: (dy, x, y, gamma, mean, var, hyper) -> dx, [d_residual,] dgamma, dbeta."""
+    name = "ZooBatchNormAddReLUGrad" if residual else "ZooBatchNormReLUGrad"
 
-    def bn_relu_grad(x, gamma, out, dy):
-        dz = relu_grad(dy, out[0])
-        dx, dgamma, dbeta = bn_grad(dz, x, gamma, out[1], out[2], ops.zeros_like(out[1]))[:3]
-        return dz, dx, dgamma, dbeta
+    def shapes(dy, x, y, gamma, *rest):
+        return (x, x, gamma, gamma) if residual else (x, gamma, gamma)
+
+    def dtypes(dy, x, y, gamma, *rest):
+        return (x,) * (4 if residual else 3)
+
+    return ops.Custom(f"{library_path()}:{name}", shapes, dtypes, "aot")
+
+
+def _train_kernel(residual: bool) -> ops.Custom:
+    """The fused forward with its fused gradient. Outputs y, batch mean and biased batch variance."""
+    lib = library_path()
+    if lib is None:
+        raise RuntimeError("the fused BN + ReLU is not available here; build it with backbone.batch_norm_relu")
+    grad = _grad_kernel(residual)
 
     def bprop(x, gamma, beta, running_mean, running_var, hyper, out, dout):
-        _, dx, dgamma, dbeta = bn_relu_grad(x, gamma, out, dout[0])
+        dx, dgamma, dbeta = grad(dout[0], x, out[0], gamma, out[1], out[2], hyper)
         return (dx, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
                 ops.zeros_like(hyper))
 
     def bprop_residual(x, residual, gamma, beta, running_mean, running_var, hyper, out, dout):
-        dz, dx, dgamma, dbeta = bn_relu_grad(x, gamma, out, dout[0])
-        return (dx, dz, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
+        dx, d_residual, dgamma, dbeta = grad(dout[0], x, out[0], gamma, out[1], out[2], hyper)
+        return (dx, d_residual, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
                 ops.zeros_like(hyper))
 
     def shapes(x, *rest):
@@ -98,7 +99,7 @@ def _train_kernel(residual: bool, eps: float, momentum: float) -> ops.Custom:
 
 
 class _FusedBatchNorm(nn.BatchNorm2d):
-    """nn.BatchNorm2d plus the fused CPU training forward of its subclass (`residual`: relu(bn(x) + residual)).
+    """nn.BatchNorm2d plus the fused CPU training kernels of its subclass (`residual`: relu(bn(x) + residual)).
 
     `momentum` is the weight of the running value, as for nn.BatchNorm2d (0.9 = PyTorch's momentum 0.1).
     """
@@ -111,7 +112,7 @@ class _FusedBatchNorm(nn.BatchNorm2d):
         self.act = nn.ReLU()
         self.fused = fused
         if fused:
-            self.train_kernel = _train_kernel(self.residual, eps, momentum)
+            self.train_kernel = _train_kernel(self.residual)
             self.hyper = ms.Tensor([eps, momentum], mstype.float32)
 
 

@@ -1,64 +1,53 @@
-// Training-mode BatchNorm followed by ReLU, forward only, for MindSpore's CPU backend (common/fused_bn.py): one pass
-// over the NCHW float32 input for the batch statistics and one for the output, streaming the tensors in memory order
-// with per-thread partial sums (cpu_threads.h). The gradient stays MindSpore's own ReluGrad + BatchNormGrad, which
-// take the batch mean and biased variance this kernel returns.
+// Training-mode BatchNorm followed by ReLU, forward and gradient, for MindSpore's CPU backend (common/fused_bn.py).
 //
 // Per channel over M = N * H * W values (Ioffe & Szegedy 2015): y = relu(gamma * (x - mean) / sqrt(var + eps) + beta)
 // with the biased batch variance; the running statistics get the unbiased one, updated in place as MindSpore's
-// BatchNorm does: running = keep * running + (1 - keep) * batch.
+// BatchNorm does: running = keep * running + (1 - keep) * batch. The residual variant adds the block's shortcut
+// before the ReLU: y = relu(bn(x) + residual).
 //
-// The residual variant adds the block's shortcut before the ReLU: y = relu(bn(x) + residual).
+// Both kernels give each thread whole channels (cpu_threads.h) and make two passes over a channel: one for its sums,
+// one that writes the result. A channel's slices (N rows of H * W values per tensor, 100 KB at 8 x 56 x 56) stay in
+// the core's L2 between the two passes, so every tensor crosses the memory bus once. The gradient fuses the ReLU's
+// mask into BatchNorm's: MindSpore's ReluGrad + BatchNormGrad read and write 8 tensors to our 4 (5 with the residual's
+// gradient), and its BatchNormGrad streams each twice (benchmarks/RESULTS.md round 5).
 //
-// AOT entry points (mindspore.ops.Custom, func_type "aot"; outputs last):
-//   ZooBatchNormReLUTrain(x, gamma, beta, running_mean, running_var, hyper = [eps, keep]) -> y, mean, biased var
+// AOT entry points (mindspore.ops.Custom, func_type "aot"; outputs last; hyper = [eps, keep]):
+//   ZooBatchNormReLUTrain(x, gamma, beta, running_mean, running_var, hyper) -> y, mean, biased var
 //   ZooBatchNormAddReLUTrain(x, residual, gamma, beta, running_mean, running_var, hyper) -> y, mean, biased var
+//   ZooBatchNormReLUGrad(dy, x, y, gamma, mean, biased var, hyper) -> dx, dgamma, dbeta
+//   ZooBatchNormAddReLUGrad(dy, x, y, gamma, mean, biased var, hyper) -> dx, d_residual, dgamma, dbeta
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <mutex>
-#include <vector>
 
 #include "cpu_threads.h"
 
 namespace {
 
+// An NCHW tensor seen as C channels of N rows of H * W values.
 struct Layout {
   int64_t n, c, hw;
+  int64_t row(int64_t image, int64_t channel) const { return (image * c + channel) * hw; }
 };
 
-// sums[part][0 or 1][c], accumulated over the rows (image, channel) of each part.
-using Partials = std::vector<std::vector<double>>;
+bool same_4d(int i, int j, const int *ndims, int64_t **shapes) {
+  return ndims[i] == 4 && ndims[j] == 4 && std::equal(shapes[i], shapes[i] + 4, shapes[j]);
+}
 
-template <typename RowFn>
-Partials channel_sums(const Layout &s, RowFn row_sums) {
-  Partials sums(zoo::team_size(), std::vector<double>(2 * s.c, 0.0));  // parallel_ranges uses at most this many parts
-  zoo::parallel_ranges(s.n * s.c, [&](int part, int64_t r0, int64_t r1) {
-    double *acc = sums[part].data();
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t c = r % s.c;
-      float a = 0.f, b = 0.f;
-      row_sums(r, c, &a, &b);
-      acc[c] += a;
-      acc[s.c + c] += b;
-    }
-  });
-  for (size_t p = 1; p < sums.size(); ++p)
-    for (int64_t i = 0; i < 2 * s.c; ++i) sums[0][i] += sums[p][i];
-  return sums;
+// Whether the parameters at `indices` are vectors of C values (C = channels of parameter 0).
+bool per_channel(std::initializer_list<int> indices, const int *ndims, int64_t **shapes) {
+  return std::all_of(indices.begin(), indices.end(),
+                     [&](int i) { return ndims[i] == 1 && shapes[i][0] == shapes[0][1]; });
 }
 
 // params: x, [residual,] gamma, beta, running_mean, running_var, hyper -> y, mean, var
 int train(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes, const char **dtypes) {
   const int off = with_residual ? 1 : 0;  // parameters after the residual shift by one
-  if (nparam != 9 + off || !zoo::all_float32(nparam, dtypes) || ndims[0] != 4 || ndims[6 + off] != 4 ||
-      ndims[5 + off] != 1 || shapes[5 + off][0] != 2)
+  if (nparam != 9 + off || !zoo::all_float32(nparam, dtypes) || !same_4d(6 + off, 0, ndims, shapes) ||
+      (with_residual && !same_4d(1, 0, ndims, shapes)) || ndims[5 + off] != 1 || shapes[5 + off][0] != 2 ||
+      !per_channel({1 + off, 2 + off, 3 + off, 4 + off, 7 + off, 8 + off}, ndims, shapes))
     return 1;
-  if (with_residual && (ndims[1] != 4 || !std::equal(shapes[1], shapes[1] + 4, shapes[0]))) return 1;
-  if (!std::equal(shapes[6 + off], shapes[6 + off] + 4, shapes[0])) return 1;
-  for (int i : {1 + off, 2 + off, 3 + off, 4 + off, 7 + off, 8 + off}) {  // per-channel tensors hold C values
-    if (ndims[i] != 1 || shapes[i][0] != shapes[0][1]) return 1;
-  }
   const Layout s{shapes[0][0], shapes[0][1], shapes[0][2] * shapes[0][3]};
   float *const *t = reinterpret_cast<float *const *>(p);
   const float *x = t[0], *residual = with_residual ? t[1] : nullptr, *gamma = t[1 + off], *beta = t[2 + off];
@@ -67,47 +56,109 @@ int train(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes
   const float eps = t[5 + off][0], keep = t[5 + off][1];
   const int64_t m = s.n * s.hw;
   std::lock_guard<std::mutex> lock(zoo::op_mutex());
-  // shift = the channel's first value keeps E[d^2] - E[d]^2 exact when the mean is large against the spread
-  std::vector<float> shift(s.c), scale(s.c), bias(s.c);
-  for (int64_t c = 0; c < s.c; ++c) shift[c] = x[c * s.hw];
-  Partials sums = channel_sums(s, [&](int64_t r, int64_t c, float *a, float *b) {
-    const float *row = x + r * s.hw;
-    const float k = shift[c];
-    float sa = 0.f, sb = 0.f;
-#pragma omp simd reduction(+ : sa, sb)
-    for (int64_t i = 0; i < s.hw; ++i) {
-      const float d = row[i] - k;
-      sa += d;
-      sb += d * d;
+  zoo::parallel_ranges(s.c, [&](int, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      // shift = the channel's first value keeps E[d^2] - E[d]^2 exact when the mean is large against the spread
+      const float shift = x[s.row(0, c)];
+      double sum = 0.0, sum_sq = 0.0;
+      for (int64_t n = 0; n < s.n; ++n) {
+        const float *row = x + s.row(n, c);
+        float a = 0.f, b = 0.f;
+#pragma omp simd reduction(+ : a, b)
+        for (int64_t i = 0; i < s.hw; ++i) {
+          const float d = row[i] - shift;
+          a += d;
+          b += d * d;
+        }
+        sum += a;
+        sum_sq += b;
+      }
+      const double shifted = sum / m;
+      const double var = std::max(0.0, sum_sq / m - shifted * shifted);
+      mean[c] = static_cast<float>(shift + shifted);
+      batch_var[c] = static_cast<float>(var);
+      const float scale = static_cast<float>(gamma[c] / std::sqrt(var + eps));
+      const float bias = beta[c] - mean[c] * scale;
+      const double unbiased = m > 1 ? var * m / (m - 1) : var;
+      running_mean[c] = keep * running_mean[c] + (1.f - keep) * mean[c];
+      running_var[c] = static_cast<float>(keep * running_var[c] + (1.f - keep) * unbiased);
+      for (int64_t n = 0; n < s.n; ++n) {
+        const int64_t at = s.row(n, c);
+        const float *row = x + at;
+        float *out = y + at;
+        if (residual != nullptr) {
+          const float *res = residual + at;
+#pragma omp simd
+          for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * scale + bias + res[i], 0.f);
+        } else {
+#pragma omp simd
+          for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * scale + bias, 0.f);
+        }
+      }
     }
-    *a = sa;
-    *b = sb;
   });
-  for (int64_t c = 0; c < s.c; ++c) {
-    const double shifted = sums[0][c] / m;
-    const double var = std::max(0.0, sums[0][s.c + c] / m - shifted * shifted);
-    const double inv = 1.0 / std::sqrt(var + eps);
-    mean[c] = static_cast<float>(shift[c] + shifted);
-    batch_var[c] = static_cast<float>(var);
-    scale[c] = static_cast<float>(gamma[c] * inv);
-    bias[c] = beta[c] - mean[c] * scale[c];
-    const double unbiased = m > 1 ? var * m / (m - 1) : var;
-    running_mean[c] = keep * running_mean[c] + (1.f - keep) * mean[c];
-    running_var[c] = static_cast<float>(keep * running_var[c] + (1.f - keep) * unbiased);
-  }
-  zoo::parallel_ranges(s.n * s.c, [&](int, int64_t r0, int64_t r1) {
-    for (int64_t row_index = r0; row_index < r1; ++row_index) {
-      const int64_t c = row_index % s.c;
-      const float k = scale[c], b = bias[c];
-      const float *row = x + row_index * s.hw;
-      float *out = y + row_index * s.hw;
-      if (residual != nullptr) {
-        const float *res = residual + row_index * s.hw;
+  return 0;
+}
+
+// params: dy, x, y, gamma, mean, biased var, hyper -> dx, [d_residual,] dgamma, dbeta. The ReLU's gradient is dy
+// where y > 0, else 0 (written out as the residual's gradient); the rest is BatchNorm's training gradient
+//   dx = gamma / sigma * (dz - mean(dz) - (x - mu) / sigma^2 * mean(dz * (x - mu))),  sigma = sqrt(var + eps).
+int grad(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes, const char **dtypes) {
+  const int outputs = with_residual ? 4 : 3;
+  if (nparam != 7 + outputs || !zoo::all_float32(nparam, dtypes) || !same_4d(1, 0, ndims, shapes) ||
+      !same_4d(2, 0, ndims, shapes) || !same_4d(7, 0, ndims, shapes) ||
+      (with_residual && !same_4d(8, 0, ndims, shapes)) || ndims[6] != 1 || shapes[6][0] != 2 ||
+      !per_channel({3, 4, 5, nparam - 2, nparam - 1}, ndims, shapes))
+    return 1;
+  const Layout s{shapes[0][0], shapes[0][1], shapes[0][2] * shapes[0][3]};
+  float *const *t = reinterpret_cast<float *const *>(p);
+  const float *dy = t[0], *x = t[1], *y = t[2], *gamma = t[3], *mean = t[4], *var = t[5];
+  const float eps = t[6][0];
+  float *dx = t[7], *d_residual = with_residual ? t[8] : nullptr, *dgamma = t[nparam - 2], *dbeta = t[nparam - 1];
+  const int64_t m = s.n * s.hw;
+  std::lock_guard<std::mutex> lock(zoo::op_mutex());
+  zoo::parallel_ranges(s.c, [&](int, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const float mu = mean[c];
+      double sum_dz = 0.0, sum_dz_xc = 0.0;
+      for (int64_t n = 0; n < s.n; ++n) {
+        const int64_t at = s.row(n, c);
+        const float *g = dy + at, *xr = x + at, *yr = y + at;
+        float a = 0.f, b = 0.f;
+        if (d_residual != nullptr) {
+          float *dzr = d_residual + at;
+#pragma omp simd reduction(+ : a, b)
+          for (int64_t i = 0; i < s.hw; ++i) {
+            const float gi = g[i], dz = yr[i] > 0.f ? gi : 0.f;  // gi loaded first: a select, so it vectorizes
+            dzr[i] = dz;
+            a += dz;
+            b += dz * (xr[i] - mu);
+          }
+        } else {
+#pragma omp simd reduction(+ : a, b)
+          for (int64_t i = 0; i < s.hw; ++i) {
+            const float gi = g[i], dz = yr[i] > 0.f ? gi : 0.f;
+            a += dz;
+            b += dz * (xr[i] - mu);
+          }
+        }
+        sum_dz += a;
+        sum_dz_xc += b;
+      }
+      const double inv = 1.0 / std::sqrt(static_cast<double>(var[c]) + eps), k = gamma[c] * inv;
+      dbeta[c] = static_cast<float>(sum_dz);
+      dgamma[c] = static_cast<float>(sum_dz_xc * inv);
+      const float k_dz = static_cast<float>(k), k_xc = static_cast<float>(-k * inv * inv * sum_dz_xc / m);
+      const float k_0 = static_cast<float>(-k * sum_dz / m);
+      for (int64_t n = 0; n < s.n; ++n) {
+        const int64_t at = s.row(n, c);
+        const float *g = dy + at, *xr = x + at, *yr = y + at;
+        float *out = dx + at;
 #pragma omp simd
-        for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * k + b + res[i], 0.f);
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * k + b, 0.f);
+        for (int64_t i = 0; i < s.hw; ++i) {
+          const float gi = g[i], dz = yr[i] > 0.f ? gi : 0.f;
+          out[i] = dz * k_dz + (xr[i] - mu) * k_xc + k_0;
+        }
       }
     }
   });
@@ -122,5 +173,11 @@ int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, 
 }
 int ZooBatchNormAddReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
   return train(true, n, p, d, s, t);
+}
+int ZooBatchNormReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
+  return grad(false, n, p, d, s, t);
+}
+int ZooBatchNormAddReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
+  return grad(true, n, p, d, s, t);
 }
 }

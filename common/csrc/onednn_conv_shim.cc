@@ -13,9 +13,10 @@ namespace {
 
 using AotFn = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
 
-constexpr int kCount = 5;
+constexpr int kCount = 7;
 constexpr const char *kNames[kCount] = {"ZooConvForward", "ZooConvBackwardData", "ZooConvBackwardWeights",
-                                        "ZooBatchNormReLUTrain", "ZooBatchNormAddReLUTrain"};
+                                        "ZooBatchNormReLUTrain", "ZooBatchNormAddReLUTrain", "ZooBatchNormReLUGrad",
+                                        "ZooBatchNormAddReLUGrad"};
 AotFn g_fns[kCount] = {};
 std::once_flag g_once;
 
@@ -58,5 +59,11 @@ int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, 
 }
 int ZooBatchNormAddReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
   return call(4, n, p, d, s, t, st, e);
+}
+int ZooBatchNormReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
+  return call(5, n, p, d, s, t, st, e);
+}
+int ZooBatchNormAddReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
+  return call(6, n, p, d, s, t, st, e);
 }
 }
