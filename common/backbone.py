@@ -16,9 +16,11 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from mindspore import nn, ops
+from mindspore.common import dtype as mstype
 from mindspore.common.initializer import HeNormal
 
 from .fast_conv import FastGroupedConv2d, use_fast_conv
+from .fused_attention import RadixPair, use_fused_attention
 from .fused_bn import BatchNormAddReLU, BatchNormReLU, use_fused_bn
 from .onednn_conv import OneDNNConv2d, use_onednn_conv
 
@@ -56,7 +58,7 @@ def batch_norm_relu(channels: int) -> BatchNormReLU:
 
 
 def batch_norm_add_relu(channels: int, zero_gamma: bool = False) -> BatchNormAddReLU:
-    """relu(BatchNorm(x) + residual), the end of a block: one fused kernel forward in CPU training."""
+    """relu(BatchNorm(x) + residual), the end of a block: one fused kernel each way in CPU training."""
     return BatchNormAddReLU(channels, eps=BN_EPS, momentum=BN_MOMENTUM, gamma_init="zeros" if zero_gamma else "ones",
                             fused=use_fused_bn())
 
@@ -154,10 +156,13 @@ class SplitAttention(nn.Cell):
         self.softmax = nn.Softmax(axis=1)
         self.sigmoid = nn.Sigmoid()
         self.two_halves = radix == 2 and groups == 1  # the faster formulation of `_radix2` applies
+        self.radix_pair = RadixPair() if self.two_halves and use_fused_attention() else None
 
 
     def construct(self, x):
         x = self.bn0(self.conv(x))
+        if self.radix_pair is not None and x.dtype == mstype.float32:  # _radix2 in two CPU kernels
+            return self.radix_pair.combine(x, self._first_split_weight(self.radix_pair.gap(x)))
         if self.two_halves:
             return self._radix2(x)
         b, rc, h, w = x.shape
@@ -184,10 +189,13 @@ class SplitAttention(nn.Cell):
         c = x.shape[1] // 2
         x0 = x[:, :c]
         x1 = x[:, c:]
-        gap = (x0 + x1).mean(axis=(2, 3), keep_dims=True)
-        attn = self.fc2(self.relu(self.bn1(self.fc1(gap))))
-        w0 = self.sigmoid(attn[:, :c] - attn[:, c:])
+        w0 = self._first_split_weight((x0 + x1).mean(axis=(2, 3), keep_dims=True))
         return x1 + (x0 - x1) * w0
+
+    def _first_split_weight(self, gap):
+        attn = self.fc2(self.relu(self.bn1(self.fc1(gap))))
+        c = attn.shape[1] // 2
+        return self.sigmoid(attn[:, :c] - attn[:, c:])
 
 
 class Bottleneck(nn.Cell):

@@ -1,6 +1,6 @@
 """common.backbone's faster formulations compute what the plain ones do: the Concat zero pad equals ops.Pad, and
-ResNeSt's radix-2 split attention on channel halves equals the general reshape + softmax path (values and
-gradients, in graph mode where training runs)."""
+ResNeSt's radix-2 split attention on channel halves (MindSpore operators or common.fused_attention's CPU kernels)
+equals the general reshape + softmax path (values and gradients, in graph mode where training runs)."""
 import mindspore as ms
 import numpy as np
 import pytest
@@ -50,13 +50,18 @@ def test_avg_down_odd_size_averages_real_pixels_only():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kernels", [False, True], ids=["halves", "cpu_kernels"])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_radix2_halves_equal_general_split_attention(stride):
+def test_radix2_halves_equal_general_split_attention(stride, kernels):
+    """Both faster paths: the halves in MindSpore operators, and the halves in common.fused_attention's kernels."""
     ms.set_seed(stride)
     fast = SplitAttention(16, 16, stride=stride, radix=2)
     general = SplitAttention(16, 16, stride=stride, radix=2)
-    assert fast.two_halves
+    assert fast.two_halves and fast.radix_pair is not None  # the kernels are built here (CPU, library available)
+    if not kernels:
+        fast.radix_pair = None
     general.two_halves = False
+    general.radix_pair = None
     ms.load_param_into_net(general, {p.name: p.copy() for p in fast.get_parameters()})
     for cell in (fast, general):
         cell.set_train(True)

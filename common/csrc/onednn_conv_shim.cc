@@ -1,8 +1,8 @@
 // The library MindSpore loads for the zoo's AOT CPU operators (common/cpu_ops.py). It forwards each call to the
-// kernels' library (onednn_conv.cc, batchnorm.cc), opened with RTLD_DEEPBIND: MindSpore's CPU backend has already
-// loaded its own oneDNN 2.x (libdnnl.so.2), which exports the same C symbols (dnnl_*) as the oneDNN 3.x the kernels
-// need; a plain link would bind them to the 2.x library and crash. Deep binding makes the kernels' library and its
-// libdnnl.so.3 resolve their own symbols first.
+// kernels' library (onednn_conv.cc, batchnorm.cc, split_attention.cc), opened with RTLD_DEEPBIND: MindSpore's CPU
+// backend has already loaded its own oneDNN 2.x (libdnnl.so.2), which exports the same C symbols (dnnl_*) as the
+// oneDNN 3.x the kernels need; a plain link would bind them to the 2.x library and crash. Deep binding makes the
+// kernels' library and its libdnnl.so.3 resolve their own symbols first.
 #include <dlfcn.h>
 
 #include <cstdint>
@@ -13,10 +13,11 @@ namespace {
 
 using AotFn = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
 
-constexpr int kCount = 7;
+constexpr int kCount = 11;
 constexpr const char *kNames[kCount] = {"ZooConvForward", "ZooConvBackwardData", "ZooConvBackwardWeights",
                                         "ZooBatchNormReLUTrain", "ZooBatchNormAddReLUTrain", "ZooBatchNormReLUGrad",
-                                        "ZooBatchNormAddReLUGrad"};
+                                        "ZooBatchNormAddReLUGrad", "ZooRadixGap", "ZooRadixGapGrad",
+                                        "ZooRadixCombine", "ZooRadixCombineGrad"};
 AotFn g_fns[kCount] = {};
 std::once_flag g_once;
 
@@ -65,5 +66,17 @@ int ZooBatchNormReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, v
 }
 int ZooBatchNormAddReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
   return call(6, n, p, d, s, t, st, e);
+}
+int ZooRadixGap(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
+  return call(7, n, p, d, s, t, st, e);
+}
+int ZooRadixGapGrad(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
+  return call(8, n, p, d, s, t, st, e);
+}
+int ZooRadixCombine(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
+  return call(9, n, p, d, s, t, st, e);
+}
+int ZooRadixCombineGrad(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
+  return call(10, n, p, d, s, t, st, e);
 }
 }
