@@ -21,7 +21,7 @@ from mindspore.common.initializer import HeNormal
 
 from .fast_conv import FastGroupedConv2d, use_fast_conv
 from .fused_attention import RadixPair, use_fused_attention
-from .fused_bn import BatchNormAddReLU, BatchNormReLU, use_fused_bn
+from .fused_bn import BatchNormAddReLU, BatchNormReLU, FusedBatchNorm2d, use_fused_bn
 from .onednn_conv import OneDNNConv2d, use_onednn_conv
 
 # BatchNorm momentum in MindSpore weights the running value: 0.9 here is PyTorch's momentum=0.1.
@@ -47,9 +47,9 @@ def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 
                      bias_init="zeros")
 
 
-def batch_norm(channels: int, zero_gamma: bool = False) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM,
-                          gamma_init="zeros" if zero_gamma else "ones")
+def batch_norm(channels: int, fused: bool = True) -> FusedBatchNorm2d:
+    """BatchNorm (an nn.BatchNorm2d): one fused kernel each way in CPU training unless `fused` is False."""
+    return FusedBatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=fused and use_fused_bn())
 
 
 def batch_norm_relu(channels: int) -> BatchNormReLU:
@@ -262,9 +262,10 @@ class ResNet(nn.Cell):
         self.num_classes = num_classes
         self.num_features = 512 * Bottleneck.expansion
         if deep_stem:
+            # Identity where timm has its ReLU: the BN applies it, and the indices (PyTorch's key names) stay
             self.conv1 = nn.SequentialCell([
-                conv2d(in_chans, stem_width, 3, 2), batch_norm(stem_width), nn.ReLU(),
-                conv2d(stem_width, stem_width, 3), batch_norm(stem_width), nn.ReLU(),
+                conv2d(in_chans, stem_width, 3, 2), batch_norm_relu(stem_width), nn.Identity(),
+                conv2d(stem_width, stem_width, 3), batch_norm_relu(stem_width), nn.Identity(),
                 conv2d(stem_width, stem_width * 2, 3)])
             in_ch = stem_width * 2
         else:

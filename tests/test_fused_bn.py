@@ -7,7 +7,7 @@ from mindspore import nn
 
 from common.backbone import BN_EPS, BN_MOMENTUM
 from common.cpu_ops import native_ops
-from common.fused_bn import BatchNormAddReLU, BatchNormReLU, fused_bn_applies
+from common.fused_bn import BatchNormAddReLU, BatchNormReLU, FusedBatchNorm2d, fused_bn_applies
 from common.models import create_model
 
 # (n, c, h, w, offset): stage-like maps, odd sizes, and a mean far from zero against the spread (the shifted
@@ -30,13 +30,23 @@ class NativeResidual(NativePair):
         return self.act(self.bn(x) + residual)
 
 
+class NativeAlone(NativePair):
+    def construct(self, x):
+        return self.bn(x)
+
+
+KINDS = {"bn": (FusedBatchNorm2d, NativeAlone), "bn_relu": (BatchNormReLU, NativePair),
+         "bn_add_relu": (BatchNormAddReLU, NativeResidual)}
+
+
 def _bn_params(bn):
     return [bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance]
 
 
-def _pair(channels, rng, residual=False):
-    fused = (BatchNormAddReLU if residual else BatchNormReLU)(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=True)
-    native = (NativeResidual if residual else NativePair)(channels)
+def _pair(channels, rng, kind):
+    fused_cls, native_cls = KINDS[kind]
+    fused = fused_cls(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=True)
+    native = native_cls(channels)
     for ours, theirs in zip(_bn_params(fused), _bn_params(native.bn)):
         value = rng.uniform(0.5, 1.5, ours.shape).astype(np.float32)
         ours.set_data(ms.Tensor(value))
@@ -62,11 +72,12 @@ def _train_call(cell, params, inputs, dy, graph):
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
-@pytest.mark.parametrize("residual", [False, True], ids=["bn_relu", "bn_add_relu"])
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("n,c,h,w,offset", SHAPES)
-def test_training_matches_native(n, c, h, w, offset, residual, graph):
+def test_training_matches_native(n, c, h, w, offset, kind, graph):
     rng = np.random.default_rng(n * 100 + c + h)
-    fused, native = _pair(c, rng, residual)
+    fused, native = _pair(c, rng, kind)
+    residual = kind == "bn_add_relu"
     x = ms.Tensor((rng.standard_normal((n, c, h, w)) * 2 + offset).astype(np.float32))
     inputs = (x, ms.Tensor(rng.standard_normal((n, c, h, w)).astype(np.float32))) if residual else (x,)
     dy = ms.Tensor(rng.standard_normal((n, c, h, w)).astype(np.float32))
@@ -87,9 +98,10 @@ def test_training_matches_native(n, c, h, w, offset, residual, graph):
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
-@pytest.mark.parametrize("residual", [False, True], ids=["bn_relu", "bn_add_relu"])
-def test_eval_mode_is_the_native_pair(residual, graph):
-    fused, native = _pair(6, np.random.default_rng(1), residual)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_eval_mode_is_the_native_pair(kind, graph):
+    fused, native = _pair(6, np.random.default_rng(1), kind)
+    residual = kind == "bn_add_relu"
     fused.set_train(False)
     native.set_train(False)
     rng = np.random.default_rng(2)
@@ -108,15 +120,16 @@ def test_applies_only_on_cpu_with_the_switch_on():
 
 @pytest.mark.parametrize("arch", ["resnext50_32x4d", "resnest50"])
 def test_backbone_fuses_the_relu_that_followed_each_bn(arch):
-    """The stem BN and two BNs a block (ResNeXt: bn1, bn2; ResNeSt: bn1 and the split-attention conv's bn0) carry
-    the ReLU, every block's bn3 the residual add and ReLU; the training-mode forward gives the all-native network's
-    logits and running statistics."""
+    """The stem's BNs and two BNs a block (ResNeXt: bn1, bn2; ResNeSt: bn1 and the split-attention conv's bn0) carry
+    the ReLU, every block's bn3 the residual add and ReLU, every other BN (shortcut, attention) is fused alone; the
+    training-mode forward gives the all-native network's logits and running statistics."""
     ms.set_seed(0)  # fixed weights: float32 rounding differences through 50 layers stay the same run to run
     net = create_model(arch, num_classes=10)
     fused = [name for name, cell in net.cells_and_names() if isinstance(cell, BatchNormReLU)]
     residual = [name for name, cell in net.cells_and_names() if isinstance(cell, BatchNormAddReLU)]
-    assert len(fused) == 1 + 2 * 16 and len(residual) == 16
-    assert all(cell.fused for _, cell in net.cells_and_names() if isinstance(cell, (BatchNormReLU, BatchNormAddReLU)))
+    stem = 3 if arch == "resnest50" else 1  # ResNeSt's deep stem has three BN + ReLU
+    assert len(fused) == stem + 2 * 16 and len(residual) == 16
+    assert all(cell.fused for _, cell in net.cells_and_names() if isinstance(cell, nn.BatchNorm2d))
     with native_ops():
         native = create_model(arch, num_classes=10)
     assert not any(getattr(cell, "fused", False) for _, cell in native.cells_and_names())

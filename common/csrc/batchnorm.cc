@@ -1,9 +1,10 @@
-// Training-mode BatchNorm followed by ReLU, forward and gradient, for MindSpore's CPU backend (common/fused_bn.py).
+// Training-mode BatchNorm, alone or followed by ReLU, forward and gradient, for MindSpore's CPU backend
+// (common/fused_bn.py).
 //
 // Per channel over M = N * H * W values (Ioffe & Szegedy 2015): y = relu(gamma * (x - mean) / sqrt(var + eps) + beta)
 // with the biased batch variance; the running statistics get the unbiased one, updated in place as MindSpore's
 // BatchNorm does: running = keep * running + (1 - keep) * batch. The residual variant adds the block's shortcut
-// before the ReLU: y = relu(bn(x) + residual).
+// before the ReLU: y = relu(bn(x) + residual); the plain variant has no ReLU: y = bn(x).
 //
 // Both kernels give each thread whole channels (cpu_threads.h) and make two passes over a channel: one for its sums,
 // one that writes the result. A channel's slices (N rows of H * W values per tensor, 100 KB at 8 x 56 x 56) stay in
@@ -12,10 +13,11 @@
 // gradient), and its BatchNormGrad streams each twice (benchmarks/RESULTS.md round 5).
 //
 // AOT entry points (mindspore.ops.Custom, func_type "aot"; outputs last; hyper = [eps, keep]):
-//   ZooBatchNormReLUTrain(x, gamma, beta, running_mean, running_var, hyper) -> y, mean, biased var
+//   ZooBatchNormTrain / ZooBatchNormReLUTrain(x, gamma, beta, running_mean, running_var, hyper) -> y, mean, biased var
 //   ZooBatchNormAddReLUTrain(x, residual, gamma, beta, running_mean, running_var, hyper) -> y, mean, biased var
-//   ZooBatchNormReLUGrad(dy, x, y, gamma, mean, biased var, hyper) -> dx, dgamma, dbeta
+//   ZooBatchNormGrad / ZooBatchNormReLUGrad(dy, x, y, gamma, mean, biased var, hyper) -> dx, dgamma, dbeta
 //   ZooBatchNormAddReLUGrad(dy, x, y, gamma, mean, biased var, hyper) -> dx, d_residual, dgamma, dbeta
+// (the plain gradient ignores y: without a ReLU there is no mask)
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -24,6 +26,8 @@
 #include "cpu_threads.h"
 
 namespace {
+
+enum Act { kNone, kReLU, kAddReLU };  // y = bn(x), relu(bn(x)), relu(bn(x) + residual)
 
 // An NCHW tensor seen as C channels of N rows of H * W values.
 struct Layout {
@@ -42,7 +46,8 @@ bool per_channel(std::initializer_list<int> indices, const int *ndims, int64_t *
 }
 
 // params: x, [residual,] gamma, beta, running_mean, running_var, hyper -> y, mean, var
-int train(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes, const char **dtypes) {
+int train(Act act, int nparam, void **p, int *ndims, int64_t **shapes, const char **dtypes) {
+  const bool with_residual = act == kAddReLU;
   const int off = with_residual ? 1 : 0;  // parameters after the residual shift by one
   if (nparam != 9 + off || !zoo::all_float32(nparam, dtypes) || !same_4d(6 + off, 0, ndims, shapes) ||
       (with_residual && !same_4d(1, 0, ndims, shapes)) || ndims[5 + off] != 1 || shapes[5 + off][0] != 2 ||
@@ -86,13 +91,16 @@ int train(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes
         const int64_t at = s.row(n, c);
         const float *row = x + at;
         float *out = y + at;
-        if (residual != nullptr) {
+        if (act == kAddReLU) {
           const float *res = residual + at;
 #pragma omp simd
           for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * scale + bias + res[i], 0.f);
-        } else {
+        } else if (act == kReLU) {
 #pragma omp simd
           for (int64_t i = 0; i < s.hw; ++i) out[i] = std::max(row[i] * scale + bias, 0.f);
+        } else {
+#pragma omp simd
+          for (int64_t i = 0; i < s.hw; ++i) out[i] = row[i] * scale + bias;
         }
       }
     }
@@ -100,10 +108,68 @@ int train(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes
   return 0;
 }
 
-// params: dy, x, y, gamma, mean, biased var, hyper -> dx, [d_residual,] dgamma, dbeta. The ReLU's gradient is dy
-// where y > 0, else 0 (written out as the residual's gradient); the rest is BatchNorm's training gradient
+// The gradient through the ReLU: dy where y > 0, else 0 (dy itself without a ReLU, y then never read). dy is loaded
+// first so that the choice is a select and the loops vectorize.
+template <bool kReLUMask>
+inline float through_relu(const float *dy, const float *y, int64_t i) {
+  const float g = dy[i];
+  return kReLUMask ? (y[i] > 0.f ? g : 0.f) : g;
+}
+
+// One thread's channels [c0, c1) of the gradient below.
+template <bool kReLUMask>
+void grad_channels(const Layout &s, int64_t c0, int64_t c1, float *const *t, float eps, float *d_residual,
+                   float *dgamma, float *dbeta) {
+  const float *dy = t[0], *x = t[1], *y = t[2], *gamma = t[3], *mean = t[4], *var = t[5];
+  float *dx = t[7];
+  const int64_t m = s.n * s.hw;
+  for (int64_t c = c0; c < c1; ++c) {
+    const float mu = mean[c];
+    double sum_dz = 0.0, sum_dz_xc = 0.0;
+    for (int64_t n = 0; n < s.n; ++n) {
+      const int64_t at = s.row(n, c);
+      const float *g = dy + at, *xr = x + at, *yr = y + at;
+      float a = 0.f, b = 0.f;
+      if (d_residual != nullptr) {
+        float *dzr = d_residual + at;
+#pragma omp simd reduction(+ : a, b)
+        for (int64_t i = 0; i < s.hw; ++i) {
+          const float dz = through_relu<kReLUMask>(g, yr, i);
+          dzr[i] = dz;
+          a += dz;
+          b += dz * (xr[i] - mu);
+        }
+      } else {
+#pragma omp simd reduction(+ : a, b)
+        for (int64_t i = 0; i < s.hw; ++i) {
+          const float dz = through_relu<kReLUMask>(g, yr, i);
+          a += dz;
+          b += dz * (xr[i] - mu);
+        }
+      }
+      sum_dz += a;
+      sum_dz_xc += b;
+    }
+    const double inv = 1.0 / std::sqrt(static_cast<double>(var[c]) + eps), k = gamma[c] * inv;
+    dbeta[c] = static_cast<float>(sum_dz);
+    dgamma[c] = static_cast<float>(sum_dz_xc * inv);
+    const float k_dz = static_cast<float>(k), k_xc = static_cast<float>(-k * inv * inv * sum_dz_xc / m);
+    const float k_0 = static_cast<float>(-k * sum_dz / m);
+    for (int64_t n = 0; n < s.n; ++n) {
+      const int64_t at = s.row(n, c);
+      const float *g = dy + at, *xr = x + at, *yr = y + at;
+      float *out = dx + at;
+#pragma omp simd
+      for (int64_t i = 0; i < s.hw; ++i) out[i] = through_relu<kReLUMask>(g, yr, i) * k_dz + (xr[i] - mu) * k_xc + k_0;
+    }
+  }
+}
+
+// params: dy, x, y, gamma, mean, biased var, hyper -> dx, [d_residual,] dgamma, dbeta: the ReLU's gradient (written
+// out as the residual's gradient), then BatchNorm's training gradient
 //   dx = gamma / sigma * (dz - mean(dz) - (x - mu) / sigma^2 * mean(dz * (x - mu))),  sigma = sqrt(var + eps).
-int grad(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes, const char **dtypes) {
+int grad(Act act, int nparam, void **p, int *ndims, int64_t **shapes, const char **dtypes) {
+  const bool with_residual = act == kAddReLU;
   const int outputs = with_residual ? 4 : 3;
   if (nparam != 7 + outputs || !zoo::all_float32(nparam, dtypes) || !same_4d(1, 0, ndims, shapes) ||
       !same_4d(2, 0, ndims, shapes) || !same_4d(7, 0, ndims, shapes) ||
@@ -112,55 +178,12 @@ int grad(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes,
     return 1;
   const Layout s{shapes[0][0], shapes[0][1], shapes[0][2] * shapes[0][3]};
   float *const *t = reinterpret_cast<float *const *>(p);
-  const float *dy = t[0], *x = t[1], *y = t[2], *gamma = t[3], *mean = t[4], *var = t[5];
   const float eps = t[6][0];
-  float *dx = t[7], *d_residual = with_residual ? t[8] : nullptr, *dgamma = t[nparam - 2], *dbeta = t[nparam - 1];
-  const int64_t m = s.n * s.hw;
+  float *d_residual = with_residual ? t[8] : nullptr, *dgamma = t[nparam - 2], *dbeta = t[nparam - 1];
   std::lock_guard<std::mutex> lock(zoo::op_mutex());
   zoo::parallel_ranges(s.c, [&](int, int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const float mu = mean[c];
-      double sum_dz = 0.0, sum_dz_xc = 0.0;
-      for (int64_t n = 0; n < s.n; ++n) {
-        const int64_t at = s.row(n, c);
-        const float *g = dy + at, *xr = x + at, *yr = y + at;
-        float a = 0.f, b = 0.f;
-        if (d_residual != nullptr) {
-          float *dzr = d_residual + at;
-#pragma omp simd reduction(+ : a, b)
-          for (int64_t i = 0; i < s.hw; ++i) {
-            const float gi = g[i], dz = yr[i] > 0.f ? gi : 0.f;  // gi loaded first: a select, so it vectorizes
-            dzr[i] = dz;
-            a += dz;
-            b += dz * (xr[i] - mu);
-          }
-        } else {
-#pragma omp simd reduction(+ : a, b)
-          for (int64_t i = 0; i < s.hw; ++i) {
-            const float gi = g[i], dz = yr[i] > 0.f ? gi : 0.f;
-            a += dz;
-            b += dz * (xr[i] - mu);
-          }
-        }
-        sum_dz += a;
-        sum_dz_xc += b;
-      }
-      const double inv = 1.0 / std::sqrt(static_cast<double>(var[c]) + eps), k = gamma[c] * inv;
-      dbeta[c] = static_cast<float>(sum_dz);
-      dgamma[c] = static_cast<float>(sum_dz_xc * inv);
-      const float k_dz = static_cast<float>(k), k_xc = static_cast<float>(-k * inv * inv * sum_dz_xc / m);
-      const float k_0 = static_cast<float>(-k * sum_dz / m);
-      for (int64_t n = 0; n < s.n; ++n) {
-        const int64_t at = s.row(n, c);
-        const float *g = dy + at, *xr = x + at, *yr = y + at;
-        float *out = dx + at;
-#pragma omp simd
-        for (int64_t i = 0; i < s.hw; ++i) {
-          const float gi = g[i], dz = yr[i] > 0.f ? gi : 0.f;
-          out[i] = dz * k_dz + (xr[i] - mu) * k_xc + k_0;
-        }
-      }
-    }
+    if (act == kNone) grad_channels<false>(s, c0, c1, t, eps, d_residual, dgamma, dbeta);
+    else grad_channels<true>(s, c0, c1, t, eps, d_residual, dgamma, dbeta);
   });
   return 0;
 }
@@ -168,16 +191,22 @@ int grad(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes,
 }  // namespace
 
 extern "C" {
+int ZooBatchNormTrain(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
+  return train(kNone, n, p, d, s, t);
+}
 int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return train(false, n, p, d, s, t);
+  return train(kReLU, n, p, d, s, t);
 }
 int ZooBatchNormAddReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return train(true, n, p, d, s, t);
+  return train(kAddReLU, n, p, d, s, t);
+}
+int ZooBatchNormGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
+  return grad(kNone, n, p, d, s, t);
 }
 int ZooBatchNormReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return grad(false, n, p, d, s, t);
+  return grad(kReLU, n, p, d, s, t);
 }
 int ZooBatchNormAddReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return grad(true, n, p, d, s, t);
+  return grad(kAddReLU, n, p, d, s, t);
 }
 }

@@ -13,11 +13,12 @@ namespace {
 
 using AotFn = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
 
-constexpr int kCount = 11;
-constexpr const char *kNames[kCount] = {"ZooConvForward", "ZooConvBackwardData", "ZooConvBackwardWeights",
-                                        "ZooBatchNormReLUTrain", "ZooBatchNormAddReLUTrain", "ZooBatchNormReLUGrad",
-                                        "ZooBatchNormAddReLUGrad", "ZooRadixGap", "ZooRadixGapGrad",
-                                        "ZooRadixCombine", "ZooRadixCombineGrad"};
+constexpr const char *kNames[] = {"ZooConvForward",       "ZooConvBackwardData",   "ZooConvBackwardWeights",
+                                  "ZooBatchNormTrain",    "ZooBatchNormReLUTrain", "ZooBatchNormAddReLUTrain",
+                                  "ZooBatchNormGrad",     "ZooBatchNormReLUGrad",  "ZooBatchNormAddReLUGrad",
+                                  "ZooRadixGap",          "ZooRadixGapGrad",       "ZooRadixCombine",
+                                  "ZooRadixCombineGrad"};
+constexpr int kCount = sizeof(kNames) / sizeof(kNames[0]);
 AotFn g_fns[kCount] = {};
 std::once_flag g_once;
 
@@ -40,43 +41,27 @@ int call(int which, int nparam, void **params, int *ndims, int64_t **shapes, con
 
 }  // namespace
 
+// The exported entry point `symbol`, forwarding to kNames[index].
+#define ZOO_FORWARD(symbol, index)                                                      \
+  int symbol(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) { \
+    return call(index, n, p, d, s, t, st, e);                                           \
+  }
+
+extern "C" {
 // One forward symbol per stride: MindSpore's PyNative mode caches an AOT op's inferred output shape by its function
 // name and input shapes, so a stride-1 and a stride-2 conv on the same input must not share a name.
-extern "C" {
-int ZooConvForwardStride1(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(0, n, p, d, s, t, st, e);
-}
-int ZooConvForwardStride2(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(0, n, p, d, s, t, st, e);
-}
-int ZooConvBackwardData(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(1, n, p, d, s, t, st, e);
-}
-int ZooConvBackwardWeights(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(2, n, p, d, s, t, st, e);
-}
-int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(3, n, p, d, s, t, st, e);
-}
-int ZooBatchNormAddReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(4, n, p, d, s, t, st, e);
-}
-int ZooBatchNormReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(5, n, p, d, s, t, st, e);
-}
-int ZooBatchNormAddReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(6, n, p, d, s, t, st, e);
-}
-int ZooRadixGap(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(7, n, p, d, s, t, st, e);
-}
-int ZooRadixGapGrad(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(8, n, p, d, s, t, st, e);
-}
-int ZooRadixCombine(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(9, n, p, d, s, t, st, e);
-}
-int ZooRadixCombineGrad(int n, void **p, int *d, int64_t **s, const char **t, void *st, void *e) {
-  return call(10, n, p, d, s, t, st, e);
-}
+ZOO_FORWARD(ZooConvForwardStride1, 0)
+ZOO_FORWARD(ZooConvForwardStride2, 0)
+ZOO_FORWARD(ZooConvBackwardData, 1)
+ZOO_FORWARD(ZooConvBackwardWeights, 2)
+ZOO_FORWARD(ZooBatchNormTrain, 3)
+ZOO_FORWARD(ZooBatchNormReLUTrain, 4)
+ZOO_FORWARD(ZooBatchNormAddReLUTrain, 5)
+ZOO_FORWARD(ZooBatchNormGrad, 6)
+ZOO_FORWARD(ZooBatchNormReLUGrad, 7)
+ZOO_FORWARD(ZooBatchNormAddReLUGrad, 8)
+ZOO_FORWARD(ZooRadixGap, 9)
+ZOO_FORWARD(ZooRadixGapGrad, 10)
+ZOO_FORWARD(ZooRadixCombine, 11)
+ZOO_FORWARD(ZooRadixCombineGrad, 12)
 }
