@@ -11,6 +11,11 @@ the configured worker count). With --compare torch each timed step of ours is fo
 the same machine load; the ratio is ours/theirs in img/s (> 1: ours is faster). Results: one table on stdout and,
 with --json, a file with top-level keys mode, ours, theirs, ratio (and ratios for pipeline, env for the set-up).
 
+A/B of one of the zoo's CPU operator switches (SWITCHES below): --ab NAME builds the step a second time with NAME=0
+in the same process and alternates the two; the JSON then has `baseline` (NAME=0) and ratio = ours/baseline.
+
+    python scripts/benchmark.py --arch resnext50_32x4d --mode train --batch_size 8 --ab ZOO_FUSED_BN --steps 7
+
 Data-parallel scaling: start train mode under msrun; each worker runs --batch_size images per step, gradients are
 all-reduced, and rank 0 reports the global img/s (key `workers` in the JSON):
 
@@ -36,6 +41,9 @@ for _path in (ROOT, HERE):
 from common.errors import UserError, cli_main  # noqa: E402
 
 MODES = ("train", "eval", "pipeline", "compile")
+# Environment switches of the zoo's CPU operators, read when a network is built (common/onednn_conv.py,
+# fused_bn.py, fused_attention.py, fast_conv.py); "0" turns one off.
+SWITCHES = ("ZOO_ONEDNN_CONV", "ZOO_FUSED_BN", "ZOO_FUSED_ATTENTION", "ZOO_FAST_CONV")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -49,6 +57,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first (compiling) one")
     p.add_argument("--compare", default="", choices=("", "torch"), help="also run the PyTorch equivalent")
     p.add_argument("--json", default="", help="write the results here")
+    p.add_argument("--ab", default="", help=f"also time ours built with this switch at 0, one of {', '.join(SWITCHES)}")
     p.add_argument("--num_classes", type=int, default=1000)
     p.add_argument("--amp_level", default="", help="override the recipe's AMP level ('' = recipe; CPU: O0)")
     p.add_argument("--ms_mode", default="graph", choices=("graph", "pynative"))
@@ -66,6 +75,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         raise UserError(f"--torch_threads must be >= 0, got {args.torch_threads}")
     if args.mode == "compile" and args.compare:
         raise UserError("--compare torch has no meaning with --mode compile (PyTorch eager has no compile step)")
+    if args.ab and (args.ab not in SWITCHES or args.compare or args.mode not in ("train", "eval")):
+        raise UserError(f"--ab takes one of {', '.join(SWITCHES)}, with --mode train or eval and without --compare; "
+                        f"got --ab {args.ab} --mode {args.mode}" + (" --compare torch" if args.compare else ""))
     return args
 
 
@@ -205,11 +217,24 @@ def run_model(args, cfg, group_size: int = 1) -> dict:
         for _ in range(args.warmup + 1):
             theirs()
         runs["theirs"] = theirs
+    if args.ab:
+        before = os.environ.get(args.ab)
+        os.environ[args.ab] = "0"
+        try:
+            baseline = ours_step(cfg, training, group_size)
+        finally:
+            if before is None:
+                del os.environ[args.ab]
+            else:
+                os.environ[args.ab] = before
+        for _ in range(args.warmup + 1):
+            baseline()
+        runs["baseline"] = baseline
     times = time_alternating(runs, args.steps)
     result = {}
     for name, secs in times.items():
         step_s = median(secs)
-        images = cfg.batch_size * (group_size if name == "ours" else 1)
+        images = cfg.batch_size * (1 if name == "theirs" else group_size)
         result[name] = {"img_s": images / step_s, "ms_step": 1000 * step_s,
                         "ms_step_min": 1000 * min(secs), "ms_step_max": 1000 * max(secs)}
     result["ours"].update(first_call_s=first_s, peak_rss_mb=ours_peak)
@@ -263,6 +288,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "env": environment(args)}
     if "theirs" in result and "ratio" not in result:
         report["ratio"] = result["ours"]["img_s"] / result["theirs"]["img_s"]
+    if "baseline" in result:
+        report.update(ab=args.ab, ratio=result["ours"]["img_s"] / result["baseline"]["img_s"])
     print_table(report)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
@@ -296,13 +323,14 @@ def print_table(report: dict) -> None:
           f"device={report['device_target']} workers={report.get('workers', 1)} "
           f"load={report['env']['loadavg_1min']:.2f}")
     print(f"{'side':<8}{'measure':<28}{'value':>12}")
-    for side in ("ours", "theirs"):
+    for side in ("ours", "theirs", "baseline"):
         for key, value in report.get(side, {}).items():
             print(f"{side:<8}{key:<28}{value:>12.2f}")
     for key, value in report.get("ratios", {}).items():
         print(f"{'ratio':<8}{key:<28}{value:>12.3f}")
     if "ratio" in report:
-        print(f"{'ratio':<8}{'ours/theirs img/s':<28}{report['ratio']:>12.3f}")
+        label = f"ours/{report['ab']}=0 img/s" if "ab" in report else "ours/theirs img/s"
+        print(f"{'ratio':<8}{label:<28}{report['ratio']:>12.3f}")
 
 
 if __name__ == "__main__":

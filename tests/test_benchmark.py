@@ -31,6 +31,23 @@ def test_train_compare_torch(tmp_path):
     assert "ours/theirs img/s" in stdout
 
 
+def test_ab_times_ours_with_a_switch_off(tmp_path):
+    report, stdout = _run(tmp_path, "--mode", "train", "--ab", "ZOO_FUSED_BN", "--ms_mode", "pynative")
+    assert report["ab"] == "ZOO_FUSED_BN" and "theirs" not in report
+    assert report["baseline"]["img_s"] > 0 and report["ours"]["img_s"] > 0
+    assert report["ratio"] == pytest.approx(report["ours"]["img_s"] / report["baseline"]["img_s"])
+    assert "ours/ZOO_FUSED_BN=0 img/s" in stdout
+
+
+def test_ab_switches_are_the_modules_switches():
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    import benchmark
+    from common import fast_conv, fused_attention, fused_bn, onednn_conv
+
+    modules = (fast_conv, fused_attention, fused_bn, onednn_conv)
+    assert set(benchmark.SWITCHES) == {module.ENV_SWITCH for module in modules}
+
+
 def test_eval_graph_without_compare(tmp_path):
     report, _ = _run(tmp_path, "--mode", "eval")
     assert report["mode"] == "eval" and report["ours"]["img_s"] > 0
@@ -65,7 +82,9 @@ def test_train_under_msrun_reports_all_workers_images(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [(["--batch_size", "0"], "--batch_size"),
                                          (["--mode", "compile", "--compare", "torch"], "compile"),
-                                         (["--arch", "resnet9"], "unknown arch")])
+                                         (["--arch", "resnet9"], "unknown arch"),
+                                         (["--ab", "ZOO_NOPE"], "--ab takes one of"),
+                                         (["--ab", "ZOO_FUSED_BN", "--compare", "torch"], "without --compare")])
 def test_user_errors_are_one_line(args, needle):
     assert_one_line_error(run_cli([SCRIPT, "--device_target", "CPU", *args], timeout=300), needle)
 
