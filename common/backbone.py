@@ -47,9 +47,9 @@ def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 
                      bias_init="zeros")
 
 
-def batch_norm(channels: int, fused: bool = True) -> FusedBatchNorm2d:
-    """BatchNorm (an nn.BatchNorm2d): one fused kernel each way in CPU training unless `fused` is False."""
-    return FusedBatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=fused and use_fused_bn())
+def batch_norm(channels: int) -> FusedBatchNorm2d:
+    """BatchNorm (an nn.BatchNorm2d): one fused kernel each way in CPU training (common/fused_bn.py)."""
+    return FusedBatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM, fused=use_fused_bn())
 
 
 def batch_norm_relu(channels: int) -> BatchNormReLU:
@@ -157,7 +157,6 @@ class SplitAttention(nn.Cell):
         self.sigmoid = nn.Sigmoid()
         self.two_halves = radix == 2 and groups == 1  # the faster formulation of `_radix2` applies
         self.radix_pair = RadixPair() if self.two_halves and use_fused_attention() else None
-
 
     def construct(self, x):
         x = self.bn0(self.conv(x))

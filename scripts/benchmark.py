@@ -322,15 +322,15 @@ def print_table(report: dict) -> None:
     print(f"mode={report['mode']} arch={report['arch']} batch={report['batch_size']} size={report['image_size']} "
           f"device={report['device_target']} workers={report.get('workers', 1)} "
           f"load={report['env']['loadavg_1min']:.2f}")
-    print(f"{'side':<8}{'measure':<28}{'value':>12}")
+    print(f"{'side':<10}{'measure':<28}{'value':>12}")
     for side in ("ours", "theirs", "baseline"):
         for key, value in report.get(side, {}).items():
-            print(f"{side:<8}{key:<28}{value:>12.2f}")
+            print(f"{side:<10}{key:<28}{value:>12.2f}")
     for key, value in report.get("ratios", {}).items():
-        print(f"{'ratio':<8}{key:<28}{value:>12.3f}")
+        print(f"{'ratio':<10}{key:<28}{value:>12.3f}")
     if "ratio" in report:
         label = f"ours/{report['ab']}=0 img/s" if "ab" in report else "ours/theirs img/s"
-        print(f"{'ratio':<8}{label:<28}{report['ratio']:>12.3f}")
+        print(f"{'ratio':<10}{label:<28}{report['ratio']:>12.3f}")
 
 
 if __name__ == "__main__":
