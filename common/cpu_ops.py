@@ -1,13 +1,14 @@
 """The zoo's CPU custom operators: where oneDNN 3.x is, and building the operator library MindSpore loads.
 
 `csrc/` holds the kernels with MindSpore's AOT signature: `onednn_conv.cc` (grouped convolution through oneDNN 3.x,
-common/onednn_conv.py), `batchnorm.cc` (fused BatchNorm + ReLU training forward and gradient, common/fused_bn.py)
-and `split_attention.cc` (ResNeSt's radix-2 pooling and weighted sum, common/fused_attention.py), over the thread
-pool of `cpu_threads.h`. `onednn_conv_shim.cc` is the library MindSpore loads; it opens the kernels' library with
-RTLD_DEEPBIND so that its oneDNN 3.x symbols do not bind to the oneDNN 2.x MindSpore has already loaded (same C
-names). Both are compiled with g++ at first use, against the oneDNN of the `onednn-cpu-gomp` /
-`onednn-devel-cpu-gomp` wheels, into a per-source cache folder (ZOO_CACHE_DIR, else ~/.cache/mindspore-zoo).
-Without the wheels or g++ `library_path()` is None and every layer keeps MindSpore's native kernels.
+common/onednn_conv.py), `batchnorm.cc` (fused BatchNorm + ReLU training forward and gradient, common/fused_bn.py),
+`split_attention.cc` (ResNeSt's radix-2 pooling and weighted sum, common/fused_attention.py) and `sgd.cc` (the
+momentum update, common/fused_sgd.py), over the thread pool of `cpu_threads.h`. `onednn_conv_shim.cc` is the library
+MindSpore loads; it opens the kernels' library with RTLD_DEEPBIND so that its oneDNN 3.x symbols do not bind to the
+oneDNN 2.x MindSpore has already loaded (same C names). Both are compiled with g++ at first use, against the oneDNN
+of the `onednn-cpu-gomp` / `onednn-devel-cpu-gomp` wheels, into a per-source cache folder (ZOO_CACHE_DIR, else
+~/.cache/mindspore-zoo). Without the wheels or g++ `library_path()` is None and every layer keeps MindSpore's
+native kernels.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Iterator, List, Optional, Tuple
 
 ENV_CACHE = "ZOO_CACHE_DIR"
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
-KERNEL_SOURCES = ("onednn_conv.cc", "batchnorm.cc", "split_attention.cc")
+KERNEL_SOURCES = ("onednn_conv.cc", "batchnorm.cc", "split_attention.cc", "sgd.cc")
 IMPL_NAME = "libzoo_cpu_ops_impl.so"
 SHIM_NAME = "libzoo_cpu_ops.so"
 

@@ -6,6 +6,8 @@ from typing import Dict, List
 import numpy as np
 from mindspore import Tensor, nn
 
+from .fused_sgd import FusedMomentum, use_fused_momentum
+
 
 def is_no_decay(param) -> bool:
     """BN gamma/beta and biases (every 1-d parameter) are not decayed, as in the recipes of REFERENCE §2."""
@@ -25,6 +27,12 @@ def param_groups(net: nn.Cell, weight_decay: float, decay_bn_and_bias: bool = Fa
 
 
 def create_optimizer(net: nn.Cell, cfg, lr_per_step: np.ndarray) -> nn.Momentum:
-    """nn.Momentum over the groups of `param_groups`, with the per-step LR array (indexed by global_step)."""
+    """nn.Momentum over the groups of `param_groups`, with the per-step LR array (indexed by global_step); on the CPU
+    backend its one-kernel-per-parameter form (common/fused_sgd.py), same state and arithmetic."""
     groups = param_groups(net, cfg.weight_decay, cfg.decay_bn_and_bias)
+    params = groups[-1]["order_params"]
+    if use_fused_momentum(params):
+        decay_of = {id(p): group["weight_decay"] for group in groups[:-1] for p in group["params"]}
+        return FusedMomentum(groups, Tensor(lr_per_step), cfg.momentum, [decay_of[id(p)] for p in params],
+                             use_nesterov=cfg.nesterov)
     return nn.Momentum(groups, learning_rate=Tensor(lr_per_step), momentum=cfg.momentum, use_nesterov=cfg.nesterov)

@@ -42,8 +42,8 @@ from common.errors import UserError, cli_main  # noqa: E402
 
 MODES = ("train", "eval", "pipeline", "compile")
 # Environment switches of the zoo's CPU operators, read when a network is built (common/onednn_conv.py,
-# fused_bn.py, fused_attention.py, fast_conv.py); "0" turns one off.
-SWITCHES = ("ZOO_ONEDNN_CONV", "ZOO_FUSED_BN", "ZOO_FUSED_ATTENTION", "ZOO_FAST_CONV")
+# fused_bn.py, fused_attention.py, fused_sgd.py, fast_conv.py); "0" turns one off.
+SWITCHES = ("ZOO_ONEDNN_CONV", "ZOO_FUSED_BN", "ZOO_FUSED_ATTENTION", "ZOO_FUSED_SGD", "ZOO_FAST_CONV")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -307,6 +307,7 @@ def environment(args) -> dict:
            "jit_level": args.jit_level or "default", "fast_conv": os.environ.get("ZOO_FAST_CONV", "1"),
            "onednn_conv": os.environ.get("ZOO_ONEDNN_CONV", "1"), "fused_bn": os.environ.get("ZOO_FUSED_BN", "1"),
            "fused_attention": os.environ.get("ZOO_FUSED_ATTENTION", "1"),
+           "fused_sgd": os.environ.get("ZOO_FUSED_SGD", "1"),
            # the pipeline builds no network: no reason to compile the operators for it
            "cpu_ops_built": args.device_target == "CPU" and args.mode != "pipeline" and library_path() is not None,
            "loadavg_1min": os.getloadavg()[0]}

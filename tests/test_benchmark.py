@@ -42,9 +42,9 @@ def test_ab_times_ours_with_a_switch_off(tmp_path):
 def test_ab_switches_are_the_modules_switches():
     sys.path.insert(0, os.path.dirname(SCRIPT))
     import benchmark
-    from common import fast_conv, fused_attention, fused_bn, onednn_conv
+    from common import fast_conv, fused_attention, fused_bn, fused_sgd, onednn_conv
 
-    modules = (fast_conv, fused_attention, fused_bn, onednn_conv)
+    modules = (fast_conv, fused_attention, fused_bn, fused_sgd, onednn_conv)
     assert set(benchmark.SWITCHES) == {module.ENV_SWITCH for module in modules}
 
 

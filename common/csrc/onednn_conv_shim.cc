@@ -1,8 +1,8 @@
 // The library MindSpore loads for the zoo's AOT CPU operators (common/cpu_ops.py). It forwards each call to the
-// kernels' library (onednn_conv.cc, batchnorm.cc, split_attention.cc), opened with RTLD_DEEPBIND: MindSpore's CPU
-// backend has already loaded its own oneDNN 2.x (libdnnl.so.2), which exports the same C symbols (dnnl_*) as the
-// oneDNN 3.x the kernels need; a plain link would bind them to the 2.x library and crash. Deep binding makes the
-// kernels' library and its libdnnl.so.3 resolve their own symbols first.
+// kernels' library (onednn_conv.cc, batchnorm.cc, split_attention.cc, sgd.cc), opened with RTLD_DEEPBIND:
+// MindSpore's CPU backend has already loaded its own oneDNN 2.x (libdnnl.so.2), which exports the same C symbols
+// (dnnl_*) as the oneDNN 3.x the kernels need; a plain link would bind them to the 2.x library and crash. Deep
+// binding makes the kernels' library and its libdnnl.so.3 resolve their own symbols first.
 #include <dlfcn.h>
 
 #include <cstdint>
@@ -17,7 +17,7 @@ constexpr const char *kNames[] = {"ZooConvForward",       "ZooConvBackwardData",
                                   "ZooBatchNormTrain",    "ZooBatchNormReLUTrain", "ZooBatchNormAddReLUTrain",
                                   "ZooBatchNormGrad",     "ZooBatchNormReLUGrad",  "ZooBatchNormAddReLUGrad",
                                   "ZooRadixGap",          "ZooRadixGapGrad",       "ZooRadixCombine",
-                                  "ZooRadixCombineGrad"};
+                                  "ZooRadixCombineGrad",  "ZooMomentumStep"};
 constexpr int kCount = sizeof(kNames) / sizeof(kNames[0]);
 AotFn g_fns[kCount] = {};
 std::once_flag g_once;
@@ -64,4 +64,5 @@ ZOO_FORWARD(ZooRadixGap, 9)
 ZOO_FORWARD(ZooRadixGapGrad, 10)
 ZOO_FORWARD(ZooRadixCombine, 11)
 ZOO_FORWARD(ZooRadixCombineGrad, 12)
+ZOO_FORWARD(ZooMomentumStep, 13)
 }
