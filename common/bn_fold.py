@@ -11,29 +11,41 @@ Which conv feeds which BN is declared by each backbone cell in `conv_bn_pairs`; 
 """
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 from mindspore import Tensor, nn
 
-from .fused_bn import AddReLU, BatchNormAddReLU, BatchNormReLU
+from .fused_bn import AddReLU, BatchNormAddReLU, BatchNormReLU, BiasReLU, use_fused_bn
 from .onednn_conv import OneDNNConv2d
 
 
-def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[nn.Conv2d, nn.Cell]:
+    """The conv with `bn` folded into it, and the cell that takes the BN's place (see `_after_fold`).
+
+    On the CPU backend (common.fused_bn's kernels available) a folded BN + ReLU (+ residual) leaves the bias out of a
+    native conv and applies bias, [residual,] ReLU in one BiasReLU kernel instead of BiasAdd, [Add,] ReLU.
+    """
     weight = conv.weight.asnumpy().astype(np.float64)
     bias = conv.bias.asnumpy().astype(np.float64) if conv.has_bias else 0.0
     gamma, beta, mean, var = (p.asnumpy().astype(np.float64)
                               for p in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance))
     scale = gamma / np.sqrt(var + bn.eps)
+    folded_bias = ((bias - mean) * scale + beta).astype(np.float32)
+    epilogue = (isinstance(bn, (BatchNormReLU, BatchNormAddReLU)) and not isinstance(conv, OneDNNConv2d)
+                and use_fused_bn())
     if isinstance(conv, OneDNNConv2d):  # keeps the faster CPU operator (it takes a bias in the forward)
         folded = OneDNNConv2d(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0],
                               groups=conv.group, has_bias=True)
     else:
         folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                            pad_mode=conv.pad_mode, padding=conv.padding, dilation=conv.dilation, group=conv.group,
-                           has_bias=True)
+                           has_bias=not epilogue)
     folded.weight.set_data(Tensor((weight * scale.reshape(-1, 1, 1, 1)).astype(np.float32)))
-    folded.bias.set_data(Tensor(((bias - mean) * scale + beta).astype(np.float32)))
-    return folded
+    if epilogue:
+        return folded, BiasReLU(folded_bias, residual=isinstance(bn, BatchNormAddReLU))
+    folded.bias.set_data(Tensor(folded_bias))
+    return folded, _after_fold(bn)
 
 
 def _after_fold(bn: nn.BatchNorm2d) -> nn.Cell:
@@ -48,8 +60,7 @@ def _fold_sequence(seq: nn.SequentialCell) -> None:
     cells = list(seq.cells())
     for i in range(len(cells) - 1):
         if isinstance(cells[i], nn.Conv2d) and isinstance(cells[i + 1], nn.BatchNorm2d):
-            seq[i] = _folded_conv(cells[i], cells[i + 1])
-            seq[i + 1] = _after_fold(cells[i + 1])
+            seq[i], seq[i + 1] = _fold(cells[i], cells[i + 1])
 
 
 def _fold_attribute_pair(cell: nn.Cell, conv_name: str, bn_name: str) -> None:
@@ -58,12 +69,13 @@ def _fold_attribute_pair(cell: nn.Cell, conv_name: str, bn_name: str) -> None:
         return  # e.g. a ResNeSt block's conv2 is a split-attention cell with its own BN
     if isinstance(conv, nn.SequentialCell):  # deep stem: the stem's last conv feeds the network's bn1
         last = len(conv) - 1
-        conv[last] = _folded_conv(conv[last], bn)
+        conv[last], after = _fold(conv[last], bn)
     elif isinstance(conv, nn.Conv2d):
-        setattr(cell, conv_name, _folded_conv(conv, bn))
+        folded, after = _fold(conv, bn)
+        setattr(cell, conv_name, folded)
     else:
         return
-    setattr(cell, bn_name, _after_fold(bn))
+    setattr(cell, bn_name, after)
 
 
 def fold_batchnorm(net: nn.Cell) -> nn.Cell:

@@ -43,3 +43,22 @@ def test_folded_network_matches_and_has_no_batchnorm(arch):
     names = [p.name for p in folded.get_parameters()]
     assert len(names) == len(set(names)), "folded parameters must keep unique names"
     np.testing.assert_allclose(folded(x).asnumpy(), expected, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(expected).max()))
+
+
+def test_cpu_fold_applies_bias_and_relu_in_one_kernel_and_export_folds_natively():
+    """On CPU with the operators built, each folded BN + ReLU (+ residual) leaves a BiasReLU after a bias-free conv
+    (logits checked above); inside native_ops(), as export folds, only native cells are left."""
+    from mindspore import nn
+
+    from common.bn_fold import fold_batchnorm
+    from common.cpu_ops import native_ops
+    from common.fused_bn import BiasReLU
+
+    folded = fold_batchnorm(create_model("resnext50_32x4d", num_classes=11))
+    epilogues = [cell for _, cell in folded.cells_and_names() if isinstance(cell, BiasReLU)]
+    assert len(epilogues) == 1 + 16 + 16 and sum(cell.residual for cell in epilogues) == 16
+    assert not folded.layer1[0].conv1.has_bias and folded.layer1[0].conv2.has_bias  # grouped conv keeps its bias
+    with native_ops():
+        native = fold_batchnorm(create_model("resnext50_32x4d", num_classes=11))
+    assert not any(isinstance(cell, BiasReLU) for _, cell in native.cells_and_names())
+    assert all(cell.has_bias for _, cell in native.cells_and_names() if isinstance(cell, nn.Conv2d))

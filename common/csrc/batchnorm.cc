@@ -17,7 +17,8 @@
 //   ZooBatchNormAddReLUTrain(x, residual, gamma, beta, running_mean, running_var, hyper) -> y, mean, biased var
 //   ZooBatchNormGrad / ZooBatchNormReLUGrad(dy, x, y, gamma, mean, biased var, hyper) -> dx, dgamma, dbeta
 //   ZooBatchNormAddReLUGrad(dy, x, y, gamma, mean, biased var, hyper) -> dx, d_residual, dgamma, dbeta
-// (the plain gradient ignores y: without a ReLU there is no mask)
+// (the plain gradient ignores y: without a ReLU there is no mask), and the epilogue of a conv with its BN folded:
+//   ZooBiasReLU(x, bias) -> relu(x + bias)    ZooBiasAddReLU(x, bias, residual) -> relu(x + bias + residual)
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -188,6 +189,36 @@ int grad(Act act, int nparam, void **p, int *ndims, int64_t **shapes, const char
   return 0;
 }
 
+// The inference epilogue of a conv whose BN common/bn_fold.py folded into it: y = relu(x + bias [+ residual]), one
+// pass where MindSpore runs BiasAdd, [Add,] ReLU. params: x, bias, [residual] -> y.
+int bias_relu(bool with_residual, int nparam, void **p, int *ndims, int64_t **shapes, const char **dtypes) {
+  const int out = with_residual ? 3 : 2;
+  if (nparam != out + 1 || !zoo::all_float32(nparam, dtypes) || !same_4d(out, 0, ndims, shapes) ||
+      (with_residual && !same_4d(2, 0, ndims, shapes)) || !per_channel({1}, ndims, shapes))
+    return 1;
+  const Layout s{shapes[0][0], shapes[0][1], shapes[0][2] * shapes[0][3]};
+  float *const *t = reinterpret_cast<float *const *>(p);
+  const float *x = t[0], *bias = t[1], *residual = with_residual ? t[2] : nullptr;
+  float *y = t[out];
+  std::lock_guard<std::mutex> lock(zoo::op_mutex());
+  zoo::parallel_ranges(s.n * s.c, [&](int, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float b = bias[r % s.c];
+      const float *row = x + r * s.hw;
+      float *dst = y + r * s.hw;
+      if (residual != nullptr) {
+        const float *res = residual + r * s.hw;
+#pragma omp simd
+        for (int64_t i = 0; i < s.hw; ++i) dst[i] = std::max(row[i] + b + res[i], 0.f);
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < s.hw; ++i) dst[i] = std::max(row[i] + b, 0.f);
+      }
+    }
+  });
+  return 0;
+}
+
 }  // namespace
 
 extern "C" {
@@ -208,5 +239,11 @@ int ZooBatchNormReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, v
 }
 int ZooBatchNormAddReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
   return grad(kAddReLU, n, p, d, s, t);
+}
+int ZooBiasReLU(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
+  return bias_relu(false, n, p, d, s, t);
+}
+int ZooBiasAddReLU(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
+  return bias_relu(true, n, p, d, s, t);
 }
 }

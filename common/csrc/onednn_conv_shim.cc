@@ -17,7 +17,8 @@ constexpr const char *kNames[] = {"ZooConvForward",       "ZooConvBackwardData",
                                   "ZooBatchNormTrain",    "ZooBatchNormReLUTrain", "ZooBatchNormAddReLUTrain",
                                   "ZooBatchNormGrad",     "ZooBatchNormReLUGrad",  "ZooBatchNormAddReLUGrad",
                                   "ZooRadixGap",          "ZooRadixGapGrad",       "ZooRadixCombine",
-                                  "ZooRadixCombineGrad",  "ZooMomentumStep"};
+                                  "ZooRadixCombineGrad",  "ZooMomentumStep",       "ZooBiasReLU",
+                                  "ZooBiasAddReLU"};
 constexpr int kCount = sizeof(kNames) / sizeof(kNames[0]);
 AotFn g_fns[kCount] = {};
 std::once_flag g_once;
@@ -65,4 +66,6 @@ ZOO_FORWARD(ZooRadixGapGrad, 10)
 ZOO_FORWARD(ZooRadixCombine, 11)
 ZOO_FORWARD(ZooRadixCombineGrad, 12)
 ZOO_FORWARD(ZooMomentumStep, 13)
+ZOO_FORWARD(ZooBiasReLU, 14)
+ZOO_FORWARD(ZooBiasAddReLU, 15)
 }
