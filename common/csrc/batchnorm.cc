@@ -222,28 +222,12 @@ int bias_relu(bool with_residual, int nparam, void **p, int *ndims, int64_t **sh
 }  // namespace
 
 extern "C" {
-int ZooBatchNormTrain(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return train(kNone, n, p, d, s, t);
-}
-int ZooBatchNormReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return train(kReLU, n, p, d, s, t);
-}
-int ZooBatchNormAddReLUTrain(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return train(kAddReLU, n, p, d, s, t);
-}
-int ZooBatchNormGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return grad(kNone, n, p, d, s, t);
-}
-int ZooBatchNormReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return grad(kReLU, n, p, d, s, t);
-}
-int ZooBatchNormAddReLUGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return grad(kAddReLU, n, p, d, s, t);
-}
-int ZooBiasReLU(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return bias_relu(false, n, p, d, s, t);
-}
-int ZooBiasAddReLU(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return bias_relu(true, n, p, d, s, t);
-}
+ZOO_AOT_ENTRY(ZooBatchNormTrain, train(kNone, n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooBatchNormReLUTrain, train(kReLU, n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooBatchNormAddReLUTrain, train(kAddReLU, n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooBatchNormGrad, grad(kNone, n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooBatchNormReLUGrad, grad(kReLU, n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooBatchNormAddReLUGrad, grad(kAddReLU, n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooBiasReLU, bias_relu(false, n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooBiasAddReLU, bias_relu(true, n, p, d, s, t))
 }

@@ -1,6 +1,6 @@
-// Shared by the zoo's CPU custom operators (onednn_conv.cc, batchnorm.cc): one fixed team size, a pool of sleeping
-// helper threads, one lock (MindSpore may launch independent kernels concurrently while one call already uses every
-// core), and the float32 check of their entry points.
+// Shared by the zoo's CPU custom operators (onednn_conv.cc, batchnorm.cc, split_attention.cc, sgd.cc): one fixed
+// team size, a pool of sleeping helper threads, one lock (MindSpore may launch independent kernels concurrently
+// while one call already uses every core), the float32 check of their entry points, and the entry-point macro.
 #ifndef ZOO_CPU_THREADS_H_
 #define ZOO_CPU_THREADS_H_
 
@@ -114,5 +114,10 @@ inline void parallel_ranges(int64_t count, const std::function<void(int, int64_t
 }
 
 }  // namespace zoo
+
+// An exported AOT entry point (MindSpore's signature: nparam, params, ndims, shapes, dtypes, stream, extra) that
+// returns `call`, an expression over n, p, d, s, t.
+#define ZOO_AOT_ENTRY(symbol, call) \
+  int symbol(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) { return call; }
 
 #endif  // ZOO_CPU_THREADS_H_

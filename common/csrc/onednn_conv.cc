@@ -261,15 +261,7 @@ int guarded(Kind kind, int nparam, void **params, int *ndims, int64_t **shapes, 
 }  // namespace
 
 extern "C" {
-int ZooConvForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
-  return guarded(kForward, nparam, params, ndims, shapes, dtypes);
-}
-int ZooConvBackwardData(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
-                        void *) {
-  return guarded(kBackwardData, nparam, params, ndims, shapes, dtypes);
-}
-int ZooConvBackwardWeights(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
-                           void *) {
-  return guarded(kBackwardWeights, nparam, params, ndims, shapes, dtypes);
-}
+ZOO_AOT_ENTRY(ZooConvForward, guarded(kForward, n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooConvBackwardData, guarded(kBackwardData, n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooConvBackwardWeights, guarded(kBackwardWeights, n, p, d, s, t))
 }

@@ -65,7 +65,5 @@ int momentum_step(int nparam, void **p, int *ndims, int64_t **shapes, const char
 }  // namespace
 
 extern "C" {
-int ZooMomentumStep(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return momentum_step(n, p, d, s, t);
-}
+ZOO_AOT_ENTRY(ZooMomentumStep, momentum_step(n, p, d, s, t))
 }

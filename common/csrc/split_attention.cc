@@ -123,14 +123,8 @@ int combine_grad(int nparam, void **p, int *ndims, int64_t **shapes, const char 
 }  // namespace
 
 extern "C" {
-int ZooRadixGap(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) { return gap(n, p, d, s, t); }
-int ZooRadixGapGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return gap_grad(n, p, d, s, t);
-}
-int ZooRadixCombine(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return combine(n, p, d, s, t);
-}
-int ZooRadixCombineGrad(int n, void **p, int *d, int64_t **s, const char **t, void *, void *) {
-  return combine_grad(n, p, d, s, t);
-}
+ZOO_AOT_ENTRY(ZooRadixGap, gap(n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooRadixGapGrad, gap_grad(n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooRadixCombine, combine(n, p, d, s, t))
+ZOO_AOT_ENTRY(ZooRadixCombineGrad, combine_grad(n, p, d, s, t))
 }
