@@ -32,12 +32,13 @@ ENV_SWITCH = "ZOO_FUSED_BN"
 
 
 def fused_bn_applies(device_target: str, switch: str = "1") -> bool:
-    """Whether BN + ReLU trains through the custom kernel, library availability aside: CPU and switch on."""
+    """Whether the BatchNorm kernels apply (training, and the folded epilogue), library availability aside: CPU
+    backend and switch on."""
     return switch_on(switch) and device_target == "CPU"
 
 
 def use_fused_bn() -> bool:
-    """The decision for one BN + ReLU of the backbone (see the module doc)."""
+    """The decision for one BN of the backbone, or one folded BN's epilogue (see the module doc)."""
     if native_only() or not fused_bn_applies(ms.get_context("device_target"), os.environ.get(ENV_SWITCH, "1")):
         return False
     return library_path() is not None
