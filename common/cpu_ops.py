@@ -56,6 +56,21 @@ def native_only() -> bool:
     return _native_only
 
 
+def kernels_apply(device_target: str, switch: str = "1") -> bool:
+    """Whether the zoo's CPU operators apply, library availability aside: the CPU backend, the switch not off."""
+    return switch_on(switch) and device_target == "CPU"
+
+
+def kernels_enabled(switch_name: str) -> bool:
+    """The build-time decision for one family of the operators (each module's ENV_SWITCH): `kernels_apply` for the
+    current backend and the environment switch, outside a `native_ops()` block, with the library built here."""
+    import mindspore as ms
+
+    if native_only() or not kernels_apply(ms.get_context("device_target"), os.environ.get(switch_name, "1")):
+        return False
+    return library_path() is not None
+
+
 def onednn_prefixes() -> List[Path]:
     """Install prefixes where pip puts the oneDNN wheels' lib/ and include/ (venv, user site, base interpreter)."""
     candidates = [sys.prefix, site.getuserbase(), sys.base_prefix]

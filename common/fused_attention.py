@@ -11,21 +11,16 @@ gradients against the native formulation.
 """
 from __future__ import annotations
 
-import os
-
-import mindspore as ms
 from mindspore import nn, ops
 
-from .cpu_ops import library_path, native_only, switch_on
+from .cpu_ops import kernels_enabled, library_path
 
 ENV_SWITCH = "ZOO_FUSED_ATTENTION"
 
 
 def use_fused_attention() -> bool:
     """The decision for one split-attention block, made when it is built (see the module doc)."""
-    if native_only() or ms.get_context("device_target") != "CPU" or not switch_on(os.environ.get(ENV_SWITCH, "1")):
-        return False
-    return library_path() is not None
+    return kernels_enabled(ENV_SWITCH)
 
 
 def _rows_like(x):

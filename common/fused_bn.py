@@ -19,29 +19,19 @@ residual and the ReLU in one kernel (`benchmark.py --mode eval --ab ZOO_FUSED_BN
 """
 from __future__ import annotations
 
-import os
-
 import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 from mindspore.ops import signature as sig
 
-from .cpu_ops import library_path, native_only, switch_on
+from .cpu_ops import kernels_enabled, library_path
 
 ENV_SWITCH = "ZOO_FUSED_BN"
 
 
-def fused_bn_applies(device_target: str, switch: str = "1") -> bool:
-    """Whether the BatchNorm kernels apply (training, and the folded epilogue), library availability aside: CPU
-    backend and switch on."""
-    return switch_on(switch) and device_target == "CPU"
-
-
 def use_fused_bn() -> bool:
     """The decision for one BN of the backbone, or one folded BN's epilogue (see the module doc)."""
-    if native_only() or not fused_bn_applies(ms.get_context("device_target"), os.environ.get(ENV_SWITCH, "1")):
-        return False
-    return library_path() is not None
+    return kernels_enabled(ENV_SWITCH)
 
 
 class _TrainKernel(ops.Custom):

@@ -10,7 +10,6 @@ moments against nn.Momentum over several steps.
 """
 from __future__ import annotations
 
-import os
 from typing import List, Sequence
 
 import mindspore as ms
@@ -18,16 +17,14 @@ from mindspore import Tensor, nn, ops
 from mindspore.common import dtype as mstype
 from mindspore.ops import signature as sig
 
-from .cpu_ops import library_path, native_only, switch_on
+from .cpu_ops import kernels_enabled, library_path
 
 ENV_SWITCH = "ZOO_FUSED_SGD"
 
 
 def use_fused_momentum(params: Sequence[ms.Parameter]) -> bool:
     """The decision for one optimizer, made when it is built (see the module doc)."""
-    if native_only() or ms.get_context("device_target") != "CPU" or not switch_on(os.environ.get(ENV_SWITCH, "1")):
-        return False
-    return all(p.dtype == mstype.float32 for p in params) and library_path() is not None
+    return all(p.dtype == mstype.float32 for p in params) and kernels_enabled(ENV_SWITCH)
 
 
 class _StepKernel(ops.Custom):
@@ -62,10 +59,9 @@ class FusedMomentum(nn.Momentum):
                              "aot")
         kernel.add_prim_attr("side_effect_mem", True)
         self.step_kernel = kernel
-        self.map_updates = ops.HyperMap()
 
     def construct(self, gradients):
         lr = self.get_lr()
         self.assignadd(self.global_step, self.global_step_increase_tensor)
-        return self.map_updates(ops.partial(_update, self.step_kernel, lr), self.hypers, self.params, self.moments,
-                                gradients)
+        return self.hyper_map(ops.partial(_update, self.step_kernel, lr), self.hypers, self.params, self.moments,
+                              gradients)

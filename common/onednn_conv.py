@@ -14,28 +14,17 @@ keep it. tests/test_onednn_conv.py checks outputs and gradients against the nati
 """
 from __future__ import annotations
 
-import os
-
-import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
-from .cpu_ops import library_path, native_only, switch_on
+from .cpu_ops import kernels_enabled, library_path
 
 ENV_SWITCH = "ZOO_ONEDNN_CONV"
 
 
-def onednn_conv_applies(device_target: str, groups: int, switch: str = "1") -> bool:
-    """Whether a conv takes the oneDNN 3.x operator, library availability aside: CPU backend, grouped, switch on."""
-    return switch_on(switch) and device_target == "CPU" and groups > 1
-
-
 def use_onednn_conv(groups: int) -> bool:
-    """The decision for one conv of the backbone (see the module doc)."""
-    if native_only() or not onednn_conv_applies(ms.get_context("device_target"), groups,
-                                               os.environ.get(ENV_SWITCH, "1")):
-        return False
-    return library_path() is not None
+    """The decision for one conv of the backbone (see the module doc): grouped, and the CPU operators on."""
+    return groups > 1 and kernels_enabled(ENV_SWITCH)
 
 
 def _out_size(size: int, kernel: int, stride: int) -> int:

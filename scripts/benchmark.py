@@ -304,10 +304,9 @@ def environment(args) -> dict:
     from common.cpu_ops import library_path
 
     env = {"mindspore": ms.__version__, "cpu_count": os.cpu_count(), "ms_mode": args.ms_mode,
-           "jit_level": args.jit_level or "default", "fast_conv": os.environ.get("ZOO_FAST_CONV", "1"),
-           "onednn_conv": os.environ.get("ZOO_ONEDNN_CONV", "1"), "fused_bn": os.environ.get("ZOO_FUSED_BN", "1"),
-           "fused_attention": os.environ.get("ZOO_FUSED_ATTENTION", "1"),
-           "fused_sgd": os.environ.get("ZOO_FUSED_SGD", "1"),
+           "jit_level": args.jit_level or "default",
+           # each switch as set: ZOO_FUSED_BN -> fused_bn, ...
+           **{name[len("ZOO_"):].lower(): os.environ.get(name, "1") for name in SWITCHES},
            # the pipeline builds no network: no reason to compile the operators for it
            "cpu_ops_built": args.device_target == "CPU" and args.mode != "pipeline" and library_path() is not None,
            "loadavg_1min": os.getloadavg()[0]}

@@ -6,8 +6,8 @@ import pytest
 from mindspore import nn
 
 from common.backbone import BN_EPS, BN_MOMENTUM
-from common.cpu_ops import native_ops
-from common.fused_bn import BatchNormAddReLU, BatchNormReLU, FusedBatchNorm2d, fused_bn_applies
+from common.cpu_ops import kernels_apply, native_ops
+from common.fused_bn import ENV_SWITCH, BatchNormAddReLU, BatchNormReLU, FusedBatchNorm2d, use_fused_bn
 from common.models import create_model
 
 # (n, c, h, w, offset): stage-like maps, odd sizes, and a mean far from zero against the spread (the shifted
@@ -110,12 +110,14 @@ def test_eval_mode_is_the_native_pair(kind, graph):
     np.testing.assert_array_equal(run(*inputs).asnumpy(), native(*inputs).asnumpy())
 
 
-def test_applies_only_on_cpu_with_the_switch_on():
-    assert fused_bn_applies("CPU")
-    assert not fused_bn_applies("Ascend")
-    assert not fused_bn_applies("GPU")
+def test_applies_only_on_cpu_with_the_switch_on(monkeypatch):
+    assert kernels_apply("CPU") and use_fused_bn()
+    assert not kernels_apply("Ascend")
+    assert not kernels_apply("GPU")
     for off in ("0", "off", "false", "no"):
-        assert not fused_bn_applies("CPU", switch=off)
+        assert not kernels_apply("CPU", switch=off)
+        monkeypatch.setenv(ENV_SWITCH, off)
+        assert not use_fused_bn()
 
 
 @pytest.mark.parametrize("arch", ["resnext50_32x4d", "resnest50"])

@@ -7,8 +7,8 @@ from mindspore import nn
 
 from common import cpu_ops
 from common.models import create_model
-from common.cpu_ops import build_library, find_onednn, native_ops
-from common.onednn_conv import OneDNNConv2d, onednn_conv_applies
+from common.cpu_ops import build_library, find_onednn, kernels_apply, native_ops
+from common.onednn_conv import ENV_SWITCH, OneDNNConv2d, use_onednn_conv
 
 # (batch, in, out, size, stride, groups, bias): ResNeXt 32x4d / 64x4d blocks at stride 1 and 2, odd sizes (the
 # right padding differs from the left at stride 2), ResNeSt's radix conv (groups 2), a dense conv, and the folded
@@ -49,14 +49,16 @@ def test_outputs_and_gradients_equal_native(batch, c_in, c_out, size, stride, gr
         assert rel < 1e-4, f"{name}: relative difference {rel:.2e}"
 
 
-def test_applies_only_to_grouped_convs_on_cpu():
-    assert onednn_conv_applies("CPU", 32)
-    assert onednn_conv_applies("CPU", 2)
-    assert not onednn_conv_applies("Ascend", 32)
-    assert not onednn_conv_applies("GPU", 32)
-    assert not onednn_conv_applies("CPU", 1)  # dense: the reorders cost more than oneDNN 3.x saves
+def test_applies_only_to_grouped_convs_on_cpu(monkeypatch):
+    assert use_onednn_conv(32)
+    assert use_onednn_conv(2)
+    assert not kernels_apply("Ascend")
+    assert not kernels_apply("GPU")
+    assert not use_onednn_conv(1)  # dense: the reorders cost more than oneDNN 3.x saves
     for off in ("0", "off", "false", "no"):
-        assert not onednn_conv_applies("CPU", 32, switch=off)
+        assert not kernels_apply("CPU", switch=off)
+        monkeypatch.setenv(ENV_SWITCH, off)
+        assert not use_onednn_conv(32)
 
 
 def _onednn_convs(net):
