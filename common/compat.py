@@ -1,8 +1,9 @@
 """The one place that knows which MindSpore release is installed.
 
-The zoo supports MindSpore 2.2.14 (last release with the official GPU backend) through 2.10. Calls whose name or
-signature changed between those releases go through the helpers below, chosen by feature detection rather than by
-version number where possible, so a patched or backported build still takes the right path.
+Calls whose name or signature changed between MindSpore 2.2.14 (the last release with the official GPU backend) and
+2.10 go through the helpers below, written from those releases' documented APIs and chosen by feature detection
+rather than by version number where possible, so a patched or backported build still takes the right path. Tested:
+2.8.0 (the pinned release) for everything, 2.10.0 for the CPU operator tests; 2.2.14 is read, not run.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ MS_VERSION: Tuple[int, int, int] = tuple(  # type: ignore[assignment]
 
 
 def set_context(mode: str = "graph", device_target: str = "CPU", device_id: Optional[int] = None,
-                jit_level: Optional[str] = None, max_device_memory: Optional[str] = None) -> None:
+                jit_level: Optional[str] = None) -> None:
     """Select execution mode and device.
 
     2.5+ has `ms.set_device`; earlier releases put device_target/device_id in `set_context`, and releases after 2.6
@@ -39,8 +40,6 @@ def set_context(mode: str = "graph", device_target: str = "CPU", device_id: Opti
         ms.set_context(**kwargs)
     if jit_level and MS_VERSION >= (2, 3, 0):
         ms.set_context(jit_config={"jit_level": jit_level})
-    if max_device_memory and device_target != "CPU":
-        ms.set_context(max_device_memory=max_device_memory)
 
 
 def load_param_into_net(net: ms.nn.Cell, params: dict) -> Tuple[list, list]:

@@ -275,13 +275,16 @@ def dump_config(cfg: Dict[str, Any], folder: str, name: str = "config.yaml") -> 
     return path
 
 
-def model_config_loader(src_file: str) -> Callable[[Sequence[str]], EasyDict]:
-    """get_config(argv) for the model folder that holds `src_file` (its src/config.py) and its default_config.yaml."""
-    yaml_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(src_file))), "default_config.yaml")
+def model_config_loader(src_file: str) -> Callable[..., Tuple[List[str], Optional[EasyDict]]]:
+    """get_config(argv, usage, extra) -> (argv, config) for the model folder holding `src_file` (its src/config.py):
+    that folder's default_config.yaml, then the command line (see `entry_config`). `.model_dir` names the folder."""
+    model_dir = os.path.dirname(os.path.dirname(os.path.abspath(src_file)))
 
-    def get_config(argv: Sequence[str] = ()) -> EasyDict:
-        return load_config(yaml_path, argv)
+    def get_config(argv: Optional[Sequence[str]] = None, usage: str = "",
+                   extra: Optional[Dict[str, Option]] = None) -> Tuple[List[str], Optional[EasyDict]]:
+        return entry_config(model_dir, argv, usage, extra)
 
+    get_config.model_dir = model_dir  # type: ignore[attr-defined]
     return get_config
 
 

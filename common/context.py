@@ -22,10 +22,6 @@ class DistInfo:
         """Rank 0 writes logs, checkpoints and the resolved config."""
         return self.rank == 0
 
-    @property
-    def distributed(self) -> bool:
-        return self.group_size > 1
-
 
 def launched_distributed() -> bool:
     """True when a launcher started several ranks (see the module doc for the variables read)."""
@@ -48,7 +44,7 @@ def init_context(device_target: str, mode: str = "graph", jit_level: str = "", d
         return DistInfo()
     from mindspore.communication import get_group_size, get_rank, init
 
-    init()  # must follow set_context (REFERENCE §5)
+    init()  # must follow set_context: the collective picks its backend from the device target
     info = DistInfo(rank=get_rank(), group_size=get_group_size())
     ms.reset_auto_parallel_context()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,

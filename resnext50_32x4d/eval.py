@@ -1,9 +1,9 @@
-"""ResNeXt-50 32x4d: python eval.py --help lists the options (see the README)."""
+"""ResNeXt-50 32x4d evaluation (top-1/top-5): python eval.py --help lists the options (see the README)."""
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common.entry import main  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root: common/
+from src import MODEL  # noqa: E402  this folder's src/: recipe, network, data, loss, LR, eval callback
 
 if __name__ == "__main__":
-    sys.exit(main("eval", os.path.dirname(os.path.abspath(__file__))))
+    sys.exit(MODEL.run("eval"))

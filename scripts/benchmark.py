@@ -38,12 +38,12 @@ for _path in (ROOT, HERE):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from common.cpu_ops import SWITCHES as CPU_OP_SWITCHES  # noqa: E402
 from common.errors import UserError, cli_main  # noqa: E402
 
 MODES = ("train", "eval", "pipeline", "compile")
-# Environment switches of the zoo's CPU operators, read when a network is built (common/onednn_conv.py,
-# fused_bn.py, fused_attention.py, fused_sgd.py, fast_conv.py); "0" turns one off.
-SWITCHES = ("ZOO_ONEDNN_CONV", "ZOO_FUSED_BN", "ZOO_FUSED_ATTENTION", "ZOO_FUSED_SGD", "ZOO_FAST_CONV")
+# Environment switches of the zoo's CPU operators, read when a network is built (common/cpu_ops); "0" turns one off.
+SWITCHES = CPU_OP_SWITCHES
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -133,7 +133,7 @@ def ours_step(cfg, training: bool, group_size: int = 1) -> Callable[[], None]:
     net = create_model(cfg.arch, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate,
                        zero_init_last=cfg.zero_init_last)
     if not training:
-        from common.bn_fold import fold_batchnorm
+        from common.models.bn_fold import fold_batchnorm
 
         fold_batchnorm(net)  # as eval.py / predict.py / export.py run it (common.inference.load_inference_network)
         return lambda: net(images).asnumpy()
@@ -142,8 +142,8 @@ def ours_step(cfg, training: bool, group_size: int = 1) -> Callable[[], None]:
 
 
 def build_ms_train_step(net, cfg, group_size: int = 1):
-    """common.train.build_train_step: the exact step train.py runs (all-reducing gradients under msrun)."""
-    from common.train import build_train_step
+    """common.training.step.build_train_step: the exact step train.py runs (all-reducing gradients under msrun)."""
+    from common.training.step import build_train_step
 
     return build_train_step(net, cfg, steps_per_epoch=1000, group_size=group_size)
 

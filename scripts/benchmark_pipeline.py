@@ -1,9 +1,9 @@
 """Pipeline mode of scripts/benchmark.py: the zoo's real train/eval data pipelines vs torchvision transforms.
 
-Both read the same folder of real JPEGs of ImageNet size, made from the photographs scikit-learn ships (REFERENCE
-§6), and deliver batches of normalised CHW float32 images. "per worker" is one transform worker each (MindSpore
-num_parallel_workers=1; PyTorch DataLoader num_workers=0, the main process with one intra-op thread as a DataLoader
-worker has: its fastest single-worker set-up);
+Both read the same folder of real JPEGs of ImageNet size, made from the photographs scikit-learn ships
+(docs/DESIGN.md §6), and deliver batches of normalised CHW float32 images. "per worker" is one transform worker
+each (MindSpore num_parallel_workers=1; PyTorch DataLoader num_workers=0, the main process with one intra-op
+thread as a DataLoader worker has: its fastest single-worker set-up);
 "at N workers" uses the zoo's configured worker count for both, timing one side after the other. CPU ms per image
 (process CPU time / images) is reported beside img/s for the one-worker runs: it is what a core buys, whatever the
 machine's load.
@@ -47,9 +47,10 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def ours_pass(cfg, root: str, training: bool, workers: int, repeats: int) -> Tuple[Callable[[], int], Callable[[], None]]:
-    """(one timed pass -> images delivered, cleanup) over common.dataset.create_dataset's real pipeline."""
-    from common.dataset import create_dataset
+def ours_pass(cfg, root: str, training: bool, workers: int,
+              repeats: int) -> Tuple[Callable[[], int], Callable[[], None]]:
+    """(one timed pass -> images delivered, cleanup) over common.data.pipeline.create_dataset's real pipeline."""
+    from common.data.pipeline import create_dataset
 
     local = dict(cfg)
     local.update(num_parallel_workers=workers, data_dir=root)
@@ -142,7 +143,7 @@ def _measure_sides(sides, cfg, root: str, training: bool, repeats: int, rounds: 
 
 def run_pipeline(args, cfg, tmp: str) -> dict:
     """Train and eval pipelines at one worker and at the configured worker count; ratios ours/theirs."""
-    from common.dataset import default_workers
+    from common.data.pipeline import default_workers
 
     root = make_jpeg_folder(tmp, args.images, cfg.seed)
     workers = cfg.num_parallel_workers or default_workers(1)

@@ -36,9 +36,9 @@ def main(argv=None) -> int:
     # Heavy imports after argument checks so mistakes answer quickly.
     import mindspore as ms
 
-    from common.checkpoint_io import save_checkpoint_atomic
-    from common.convert import convert_state_dict
-    from common.torch_io import load_state_dict
+    from common.weights.checkpoint import save_checkpoint_atomic
+    from common.weights.torch_import import convert_state_dict
+    from common.weights.torch_reader import load_state_dict
 
     params, num_classes = convert_state_dict(args.arch, load_state_dict(args.src))
     out = args.out if args.out.endswith(".ckpt") else args.out + ".ckpt"

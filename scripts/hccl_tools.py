@@ -4,7 +4,7 @@
     python scripts/hccl_tools.py --merge server1.json server2.json [...] --output cluster.json
     python scripts/hccl_tools.py --check TABLE [--server_id ID] [--host_ips "IP ..."]
 
-The format is the ModelZoo one (every value a string, REFERENCE §4). Device IPs come from hccn.conf lines
+The format is the ModelZoo one (every value a string, docs/DESIGN.md §4). Device IPs come from hccn.conf lines
 `address_N=IP` (what `hccn_tool -i N -ip -g` reports). `--check` is what the launchers call before starting anything:
 it validates the table and prints `RANK_SIZE n` then one `RANK device_id rank_id cpu_list` line per device of this
 server (cpu_list: this rank's equal slice of the cores the launcher may use, empty when there are too few).

@@ -30,7 +30,7 @@ python scripts/make_digits.py "$out/digits"
 # a fresh run folder each time: train.py refuses to mix runs in one folder
 rm -rf "$out/run"
 python "$arch/train.py" --config_path scripts/quickstart.yaml --data_dir "$out/digits" --output_dir "$out/run"
-ckpt="$(python -c 'import sys; from common.callbacks import list_checkpoints; print(list_checkpoints(*sys.argv[1:])[-1][2])' \
+ckpt="$(python -c 'import sys; from common.weights.checkpoint import list_checkpoints; print(list_checkpoints(*sys.argv[1:])[-1][2])' \
   "$out/run" "$arch")"
 python "$arch/eval.py" --config_path scripts/quickstart.yaml --data_dir "$out/digits" --checkpoint_path "$ckpt" \
   --output_dir "$out/run"

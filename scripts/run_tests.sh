@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
-  echo "usage: bash scripts/run_tests.sh [pytest arguments]  (e.g. -k parity)"
+  echo "usage: bash scripts/run_tests.sh [pytest arguments]  (e.g. -k parity, or tests/test_models.py to run one file)"
 }
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   usage
@@ -17,4 +17,14 @@ ensure_venv "$ZOO_ROOT/requirements.txt" "$ZOO_ROOT/requirements-test.txt"
 cd "$ZOO_ROOT"
 # msrun and the launchers start the `python` on PATH: the venv's (activated by ensure_venv).
 export GLOG_v="${GLOG_v:-3}"
-python -m pytest -p no:cacheprovider -q tests "$@"
+# Lint first (seconds): style errors fail the run before the slow tests start.
+ruff check --quiet . || die 1 "ruff found style errors (listed above); fix them or run: ruff check --fix ."
+# The whole suite unless the arguments name test files or folders themselves.
+targets=(tests)
+for arg in "$@"; do
+  if [[ "$arg" != -* && -e "${arg%%::*}" ]]; then
+    targets=()
+    break
+  fi
+done
+python -m pytest -p no:cacheprovider -q "${targets[@]}" "$@"

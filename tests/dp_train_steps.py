@@ -1,5 +1,5 @@
-"""A few steps of train.py's own training step (common.train.build_train_step) on fixed random data, for the msrun
-data-parallel test (tests/test_msrun.py).
+"""A few steps of train.py's own training step (common.training.step.build_train_step) on fixed random data, for the
+msrun data-parallel test (tests/test_msrun.py).
 
     python tests/dp_train_steps.py --output_dir OUT_DIR [--steps 3] [--global_batch 4]
 
@@ -38,7 +38,7 @@ def main() -> None:
     from common.config import load_config
     from common.context import init_context
     from common.models import create_model
-    from common.train import build_train_step
+    from common.training.step import build_train_step
 
     info = init_context("CPU", mode="pynative")
     if info.rank == args.fail_rank:

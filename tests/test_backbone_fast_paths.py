@@ -1,4 +1,4 @@
-"""common.backbone's faster formulations compute what the plain ones do: the Concat zero pad equals ops.Pad, and
+"""common.models's faster formulations compute what the plain ones do: the Concat zero pad equals ops.Pad, and
 ResNeSt's radix-2 split attention on channel halves (MindSpore operators or common.fused_attention's CPU kernels)
 equals the general reshape + softmax path (values and gradients, in graph mode where training runs)."""
 import mindspore as ms
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from mindspore import nn, ops
 
-from common.backbone import AvgDown, SplitAttention, zero_pad_hw
+from common.models.layers import AvgDown, zero_pad_hw
+from common.models.split_attention import SplitAttention
 
 
 class _PadCell(nn.Cell):

@@ -1,4 +1,4 @@
-"""BatchNorm folding for inference (common.bn_fold): every arch gives the same logits with no BN cell left."""
+"""BatchNorm folding for inference (common.models.bn_fold): every arch gives the same logits with no BN cell left."""
 import numpy as np
 import pytest
 
@@ -27,7 +27,7 @@ def test_folded_network_matches_and_has_no_batchnorm(arch):
     import mindspore as ms
     from mindspore import nn
 
-    from common.bn_fold import fold_batchnorm
+    from common.models.bn_fold import fold_batchnorm
 
     rng = np.random.default_rng(0)
     net = create_model(arch, num_classes=11)
@@ -50,9 +50,9 @@ def test_cpu_fold_applies_bias_and_relu_in_one_kernel_and_export_folds_natively(
     (logits checked above); inside native_ops(), as export folds, only native cells are left."""
     from mindspore import nn
 
-    from common.bn_fold import fold_batchnorm
     from common.cpu_ops import native_ops
-    from common.fused_bn import BiasReLU
+    from common.cpu_ops.epilogue import BiasReLU
+    from common.models.bn_fold import fold_batchnorm
 
     folded = fold_batchnorm(create_model("resnext50_32x4d", num_classes=11))
     epilogues = [cell for _, cell in folded.cells_and_names() if isinstance(cell, BiasReLU)]

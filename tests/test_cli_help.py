@@ -1,6 +1,5 @@
 """--help of the model folders' entry points lists every option with this model's recipe value as the default."""
 import pytest
-
 from conftest import run_cli
 
 

@@ -5,11 +5,11 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-
-from common import UserError, create_model
-from common.torch_io import load_state_dict
 from conftest import run_cli
 from torch_refs import build_reference
+
+from common import UserError, create_model
+from common.weights.torch_reader import load_state_dict
 
 ARCH = "resnext50_32x4d"
 
@@ -42,9 +42,8 @@ def test_reader_matches_torch_for_every_key(reference_state, tmp_path):
 
 
 def test_safetensors_and_wrapped_checkpoints_convert_identically(reference_state, tmp_path):
-    from safetensors.torch import save_file
-
     import mindspore as ms
+    from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in reference_state.items()}, str(tmp_path / "sd.safetensors"))
     torch.save({"epoch": 3, "state_dict": reference_state, "args": {"lr": 0.1}}, tmp_path / "wrapped.pth")

@@ -1,4 +1,4 @@
-"""eval.py: every image counted once (size not a multiple of the batch, 1 and 2 ranks), REFERENCE §3 log lines."""
+"""eval.py: every image counted once (size not a multiple of the batch, 1 and 2 ranks), docs/DESIGN.md §3 log lines."""
 import json
 import os
 import re
@@ -7,16 +7,15 @@ import sys
 
 import numpy as np
 import pytest
-from easydict import EasyDict
-
 from conftest import ROOT, run_cli
+from easydict import EasyDict
 from inference_helpers import make_checkpoint, write_image_folder
 
 ARCH, NUM_CLASSES, IMAGE_SIZE = "resnext50_32x4d", 8, 32
 COUNTS = (4, 4, 3)  # 11 images: batch 4 leaves a partial batch of 3; 2 ranks get 6 and 5
 EVAL_ARGS = ["--device_target", "CPU", "--image_size", str(IMAGE_SIZE), "--batch_size", "4"]
 
-# The shapes users grep (REFERENCE §3), character for character.
+# The shapes users grep (docs/DESIGN.md §3), character for character.
 LINE_TOP = r"^after allreduce eval: top{k}_correct=(\d+), tot=(\d+),acc=(\d+\.\d\d)%\(TOP{n}\)$"
 LINE_ACC = r"^acc=(\d+\.\d\d)%\(TOP{n}\)$"
 LINE_PERF = r"^Inference Performance: (\d+\.\d\d) img/sec$"
@@ -27,7 +26,7 @@ def setup(tmp_path_factory):
     """Data set, checkpoint, and the counts expected from scoring each image on its own."""
     from mindspore import Tensor
 
-    from common.predict import preprocess
+    from common.inference.predict import preprocess
 
     tmp = tmp_path_factory.mktemp("eval")
     samples = write_image_folder(str(tmp / "data" / "val"), COUNTS)
@@ -46,7 +45,7 @@ def setup(tmp_path_factory):
 
 
 def parse_lines(text: str) -> dict:
-    """The figures of the REFERENCE §3 lines in `text`; each line must appear exactly once."""
+    """The figures of the docs/DESIGN.md §3 lines in `text`; each line must appear exactly once."""
     found = {}
     for k, n in ((1, 1), (5, 5)):
         tops = re.findall(LINE_TOP.format(k=k, n=n), text, re.M)
@@ -69,7 +68,7 @@ def check_figures(found: dict, setup: dict) -> None:
 
 
 def test_rank_indices_partition_every_image_once():
-    from common.evaluate import rank_indices
+    from common.data.pipeline import rank_indices
 
     for num in (0, 1, 5, 11, 50):
         for size in (1, 2, 3, 8):
@@ -79,7 +78,7 @@ def test_rank_indices_partition_every_image_once():
 
 
 def test_count_correct_matches_sorting():
-    from common.evaluate import count_correct
+    from common.inference.evaluate import count_correct
 
     rng = np.random.default_rng(1)
     logits, labels = rng.normal(size=(64, 10)), rng.integers(0, 10, 64)
@@ -147,7 +146,7 @@ def test_evaluate_network_in_process_restores_train_flag(setup):
     from common import create_model
     from common.config import load_config
     from common.context import DistInfo
-    from common.evaluate import evaluate_network
+    from common.inference.evaluate import evaluate_network
 
     cfg = load_config(os.path.join(ROOT, ARCH, "default_config.yaml"),
                       ["--data_dir", setup["data"], "--image_size", str(IMAGE_SIZE), "--eval_batch_size", "3"])

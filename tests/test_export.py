@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 from inference_helpers import make_checkpoint
 

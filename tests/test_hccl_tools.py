@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from launcher_helpers import ROOT, write_table
 
 TOOL = os.path.join(ROOT, "scripts", "hccl_tools.py")

@@ -10,9 +10,7 @@ import subprocess
 import time
 
 import pytest
-
-from launcher_helpers import (MODELS, launch, launcher_env, process_gone, read_records, script_path,
-                              write_table)
+from launcher_helpers import MODELS, launch, launcher_env, process_gone, read_records, script_path, write_table
 
 SCRIPTS = ("run_distribute_train.sh", "run_distribute_train_gpu.sh", "run_distribute_train_msrun.sh",
            "run_standalone_train.sh", "run_standalone_train_gpu.sh", "run_standalone_train_cpu.sh",

@@ -5,7 +5,7 @@ import pytest
 from easydict import EasyDict
 
 from common.errors import UserError
-from common.lr_schedule import build_lr, scaled_lr
+from common.training.lr_schedule import build_lr, scaled_lr
 
 SPE = 10  # steps per epoch
 

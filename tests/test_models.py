@@ -4,7 +4,7 @@ import pytest
 
 from common import ARCHS, count_params, create_model, list_models
 
-# REFERENCE §1, written out here so a wrong row in ARCHS cannot make its own test pass.
+# docs/DESIGN.md §1, written out here so a wrong row in ARCHS cannot make its own test pass.
 EXPECTED_PARAMS = {
     "resnext50_32x4d": 25_028_904, "resnext101_32x4d": 44_177_704, "resnext101_32x8d": 88_791_336,
     "resnext101_64x4d": 83_455_272, "resnext152_32x4d": 59_951_400, "resnext152_64x4d": 114_971_944,

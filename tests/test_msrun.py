@@ -9,8 +9,7 @@ import sys
 import time
 
 import numpy as np
-
-from launcher_helpers import ROOT, launch, read_records, free_port
+from launcher_helpers import ROOT, free_port, launch, read_records
 
 DP_SCRIPT = os.path.join(ROOT, "tests", "dp_train_steps.py")
 

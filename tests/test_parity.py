@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 import torch
-
-from common import create_model, list_models
 from conftest import run_cli
 from torch_refs import build_reference
+
+from common import create_model, list_models
 
 
 @pytest.mark.parametrize("arch", list_models())
@@ -36,7 +36,7 @@ def test_odd_resolution_resnest_matches_timm(tmp_path):
     """100 px gives odd feature maps where ResNeSt's ceil-mode avg-down shortcut averages partial windows."""
     import mindspore as ms
 
-    from common.convert import convert_state_dict
+    from common.weights.torch_import import convert_state_dict
 
     ref = build_reference("resnest50", seed=3)
     params, num_classes = convert_state_dict("resnest50", {k: v.numpy() for k, v in ref.state_dict().items()})

@@ -9,7 +9,6 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 from inference_helpers import make_checkpoint, write_sample_jpeg
 
@@ -45,7 +44,7 @@ def predict_cli(ckpt, image, *extra):
 def test_imagenet_names_ship_in_torchvision_order():
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-    from common.inference import IMAGENET_CLASSES, read_names_file
+    from common.inference.class_names import IMAGENET_CLASSES, read_names_file
 
     names = read_names_file(IMAGENET_CLASSES)
     assert len(names) == 1000 and names[0] == "tench, Tinca tinca"

@@ -2,7 +2,6 @@
 import os
 
 import numpy as np
-
 from conftest import run_cli
 
 
@@ -20,7 +19,7 @@ def test_split_is_stratified_disjoint_complete_and_decodable(tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from common.dataset import image_problem, scan_image_folder
+    from common.data.folder import image_problem, scan_image_folder
 
     out, counts = build(tmp_path, size=32, val_fraction=0.2, seed=0)
     train, train_classes = scan_image_folder(os.path.join(out, "train"))
@@ -47,7 +46,7 @@ def test_split_is_stratified_disjoint_complete_and_decodable(tmp_path):
 
 
 def test_same_seed_same_split_other_seed_other_split(tmp_path):
-    from common.dataset import scan_image_folder
+    from common.data.folder import scan_image_folder
 
     a, _ = build(tmp_path, "a", seed=3)
     b, _ = build(tmp_path, "b", seed=3)

@@ -11,7 +11,8 @@ Most cases fail in argument and data checks before a network is built, so each c
 
 Failures covered by slower tests elsewhere, not repeated here:
 - corrupt/truncated JPEG and non-image files in the data set (skipped with a warning and an epoch count, or an
-  error with --strict_data): tests/test_train_e2e.py::test_bad_images_are_skipped_with_a_warning_or_refused_with_strict_data,
+  error with --strict_data):
+  tests/test_train_e2e.py::test_bad_images_are_skipped_with_a_warning_or_refused_with_strict_data,
   tests/test_train_units.py::test_image_checks_name_truncated_and_non_image_files; an undecodable image in eval:
   tests/test_eval.py::test_eval_names_an_undecodable_image; in predict:
   tests/test_predict.py::test_non_image_and_wrong_labels_are_one_line_errors.
@@ -22,7 +23,8 @@ Failures covered by slower tests elsewhere, not repeated here:
   scale (tests/test_train_e2e.py::test_fixed_loss_scale_overflow_stops_and_keeps_the_checkpoint).
 - SIGTERM (checkpoint, non-zero exit) and SIGKILL mid-epoch, then --resume auto ending with the weights of an
   uninterrupted run: tests/test_train_e2e.py::test_sigterm_and_sigkill_then_resume_end_like_an_uninterrupted_run.
-- memory flat over epochs: tests/test_train_units.py::test_rebuilding_the_train_pipeline_every_epoch_does_not_grow_memory.
+- memory flat over epochs:
+  tests/test_train_units.py::test_rebuilding_the_train_pipeline_every_epoch_does_not_grow_memory.
 - the other bad rank tables and launcher arguments, and a rank that dies: tests/test_launchers.py,
   tests/test_hccl_tools.py.
 - malicious pickles read in-process: tests/test_convert.py::test_malicious_pickle_runs_nothing.
@@ -33,7 +35,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 from launcher_helpers import BASH, launcher_env
 from reliability_cases import CASES, build_world

@@ -2,7 +2,7 @@
 training-side failures of the reliability catalogue (clear one-line errors, skipped bad images, non-finite loss).
 
 Every run is resnext50_32x4d at 32 px, batch 4, 4 steps per epoch: the grouped-conv backward is slow on CPU
-(REFERENCE §5), so the runs are a few steps long.
+(docs/DESIGN.md §5), so the runs are a few steps long.
 """
 import json
 import os
@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
 
 TRAIN = os.path.join("resnext50_32x4d", "train.py")
@@ -50,7 +49,7 @@ def train_args(data_dir, out, *extra):
 def net_weights(path):
     import mindspore as ms
 
-    from common.models import TRAIN_STATE_PREFIXES
+    from common.weights.checkpoint import TRAIN_STATE_PREFIXES
 
     return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()
             if not k.startswith(TRAIN_STATE_PREFIXES) or k.startswith("moments.")}

@@ -24,7 +24,7 @@ def numpy_smooth_ce(logits, labels, classes, eps):
 
 def test_weight_decay_skips_bn_gamma_beta_and_biases():
     from common.models import create_model
-    from common.optim import param_groups
+    from common.training.optim import param_groups
 
     net = create_model("resnest50", num_classes=10)  # has conv biases (fc1/fc2) as well as BN and the fc bias
     decay, no_decay, order = param_groups(net, 1e-4)
@@ -42,7 +42,7 @@ def test_weight_decay_skips_bn_gamma_beta_and_biases():
 def test_label_smoothing_loss_matches_numpy():
     import mindspore as ms
 
-    from common.loss import CrossEntropySmooth
+    from common.training.loss import CrossEntropySmooth
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(6, 7)).astype(np.float32) * 3
@@ -80,7 +80,7 @@ def dense_net(seed=0):
 def test_one_training_step_equals_sgd_by_hand(scale_type):
     import mindspore as ms
 
-    from common.train import build_train_step
+    from common.training.step import build_train_step
 
     net, w, b = dense_net()
     step = build_train_step(net, step_cfg(loss_scale_type=scale_type), steps_per_epoch=2)
@@ -101,7 +101,7 @@ def test_one_training_step_equals_sgd_by_hand(scale_type):
 def test_overflow_skips_the_update_and_dynamic_scale_halves():
     import mindspore as ms
 
-    from common.train import build_train_step
+    from common.training.step import build_train_step
 
     net, w, _ = dense_net()
     step = build_train_step(net, step_cfg(loss_scale_type="dynamic", loss_scale=256.0), steps_per_epoch=2)
@@ -117,7 +117,7 @@ def test_overflow_probe_flags_any_nan_or_inf_entry(bad):
     import mindspore as ms
     from mindspore import ops
 
-    from common.train import _finite_probe
+    from common.training.step import _finite_probe
 
     grads = [np.random.default_rng(i).normal(size=shape).astype(np.float32)
              for i, shape in enumerate([(64, 32, 3, 3), (64,), (10, 64), ()])]
@@ -131,7 +131,7 @@ def test_overflow_probe_flags_any_nan_or_inf_entry(bad):
 
 
 def test_mixup_and_cutmix_targets():
-    from common.augment import MixupCutmix, cutmix_box, parse_auto_augment
+    from common.data.augment import MixupCutmix, cutmix_box, parse_auto_augment
 
     images = np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32)
     labels = np.array([0, 1, 2, 3])
@@ -153,7 +153,7 @@ def test_mixup_and_cutmix_targets():
 def test_image_checks_name_truncated_and_non_image_files(tmp_path):
     from PIL import Image
 
-    from common.dataset import CheckedImageSource, image_problem
+    from common.data.folder import CheckedImageSource, image_problem
 
     good = tmp_path / "good.jpg"
     Image.new("RGB", (16, 16), (200, 10, 10)).save(good)
@@ -193,9 +193,10 @@ def test_config_overrides_aliases_and_errors(tmp_path):
 def test_checkpoints_keep_max_auto_resume_and_disk_full(tmp_path, monkeypatch, capsys):
     import mindspore as ms
 
-    from common.callbacks import CheckpointSaver, list_checkpoints
-    from common.resume import find_resume_checkpoint
-    from common.train import build_train_step
+    from common.training.hooks import CheckpointSaver
+    from common.training.resume import find_resume_checkpoint
+    from common.training.step import build_train_step
+    from common.weights.checkpoint import list_checkpoints
 
     net, _, _ = dense_net()
     step = build_train_step(net, step_cfg(), steps_per_epoch=2)
@@ -231,7 +232,7 @@ def test_pretrained_with_another_class_count_reinitialises_only_the_head(tmp_pat
     import mindspore as ms
 
     from common.models import create_model
-    from common.resume import load_pretrained
+    from common.training.resume import load_pretrained
 
     source = create_model("resnext50_32x4d", num_classes=10)
     path = str(tmp_path / "src.ckpt")
@@ -264,8 +265,8 @@ def test_rebuilding_the_train_pipeline_every_epoch_does_not_grow_memory(tmp_path
 
     from PIL import Image
 
-    from common.callbacks import rss_mb
-    from common.dataset import CheckedImageSource, create_dataset, scan_image_folder
+    from common.data import CheckedImageSource, create_dataset, scan_image_folder
+    from common.training.hooks import rss_mb
 
     for c in range(2):
         os.makedirs(tmp_path / "train" / f"c{c}")

@@ -1,7 +1,3 @@
-"""ResNeSt-50 network factory: get_network(num_classes=1000, checkpoint=None, drop_rate=0.0, ...)."""
-from functools import partial
-
-from common import create_model
-
-ARCH = "resnest50"
-get_network = partial(create_model, ARCH)
+"""ResNeSt-50 network: get_network(cfg) builds cfg.arch (resnest50 in this recipe) with the recipe's head,
+dropout and zero-init; from Python, common.models.create_model("resnest50") builds it."""
+from common.models import network_from_config as get_network  # noqa: F401

@@ -1,4 +1,4 @@
-"""ResNeSt-50 configuration: get_config(argv) resolves default_config.yaml beside train.py plus overrides."""
+"""ResNeSt-50 recipe: get_config(argv, usage, extra) reads ../default_config.yaml, then the command line."""
 from common.config import model_config_loader
 
 get_config = model_config_loader(__file__)

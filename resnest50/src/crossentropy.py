@@ -1,2 +1,2 @@
-"""Label-smoothing cross entropy (shared): see common/loss.py."""
-from common.loss import CrossEntropySmooth  # noqa: F401
+"""ResNeSt-50 loss: get_loss(cfg), label-smoothing cross entropy with the recipe's factor."""
+from common.training.loss import loss_from_config as get_loss  # noqa: F401

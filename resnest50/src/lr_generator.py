@@ -1,2 +1,2 @@
-"""Learning-rate schedules (shared): see common/lr_schedule.py."""
-from common.lr_schedule import build_lr, lr_at_step, scaled_lr  # noqa: F401
+"""ResNeSt-50 learning rate: get_lr(cfg, steps_per_epoch, group_size), the recipe's per-step schedule."""
+from common.training.lr_schedule import build_lr as get_lr  # noqa: F401

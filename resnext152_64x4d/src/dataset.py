@@ -1,2 +1,2 @@
-"""Data pipelines (shared): see common/dataset.py."""
-from common.dataset import create_dataset, eval_transforms, train_transforms  # noqa: F401
+"""ResNeXt-152 64x4d data: create_dataset(cfg, split, training, ...) with this recipe's transforms (common.data)."""
+from common.data.pipeline import create_dataset  # noqa: F401

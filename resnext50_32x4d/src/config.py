@@ -1,4 +1,4 @@
-"""ResNeXt-50 32x4d configuration: get_config(argv) resolves default_config.yaml beside train.py plus overrides."""
+"""ResNeXt-50 32x4d recipe: get_config(argv, usage, extra) reads ../default_config.yaml, then the command line."""
 from common.config import model_config_loader
 
 get_config = model_config_loader(__file__)

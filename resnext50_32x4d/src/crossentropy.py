@@ -1,2 +1,2 @@
-"""Label-smoothing cross entropy (shared): see common/loss.py."""
-from common.loss import CrossEntropySmooth  # noqa: F401
+"""ResNeXt-50 32x4d loss: get_loss(cfg), label-smoothing cross entropy with the recipe's factor."""
+from common.training.loss import loss_from_config as get_loss  # noqa: F401

@@ -1,2 +1,2 @@
-"""Evaluation during training with best.ckpt (shared): see common/callbacks.py."""
-from common.callbacks import CheckpointSaver, EvalCallback  # noqa: F401
+"""ResNeXt-50 32x4d evaluation during training: EvalCallback(net, cfg, dist, saver) writes best.ckpt."""
+from common.training.hooks import EvalCallback  # noqa: F401

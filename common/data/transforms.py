@@ -1,0 +1,51 @@
+"""The per-image transforms of training and evaluation (MindSpore's C++ vision ops)."""
+from __future__ import annotations
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+def eval_size(image_size: int, crop_pct: float) -> int:
+    """Shorter-side resize before the centre crop: 224 / 0.875 = 256."""
+    return int(round(image_size / crop_pct))
+
+
+def interpolation_mode(name: str):
+    """MindSpore's Inter for a recipe's `interpolation` name (bilinear or bicubic)."""
+    from mindspore.dataset.vision import Inter
+
+    return Inter.BICUBIC if name == "bicubic" else Inter.BILINEAR
+
+
+def eval_transforms(cfg) -> list:
+    """Decode, resize shorter side to image_size / crop_pct, centre crop, normalise, HWC->CHW."""
+    from mindspore.dataset import vision
+
+    resize = vision.Resize(eval_size(cfg.image_size, cfg.crop_pct), interpolation_mode(cfg.interpolation))
+    return [vision.Decode(), resize,
+            vision.CenterCrop(cfg.image_size), vision.Normalize(IMAGENET_MEAN, IMAGENET_STD), vision.HWC2CHW()]
+
+
+def train_transforms(cfg) -> list:
+    """Fused decode + RandomResizedCrop, flip, RandAugment or colour jitter, normalise, HWC->CHW, random erasing.
+
+    As in timm, colour jitter is left out when a RandAugment policy is set (the policy has its own colour ops).
+    """
+    from mindspore.dataset import vision
+
+    from .augment import rand_augment, random_erasing
+
+    inter = interpolation_mode(cfg.interpolation)
+    ops: list = [vision.RandomCropDecodeResize(cfg.image_size, scale=(cfg.scale_min, 1.0), ratio=(3 / 4, 4 / 3),
+                                               interpolation=inter)]
+    if cfg.hflip > 0:
+        ops.append(vision.RandomHorizontalFlip(cfg.hflip))
+    if cfg.get("auto_augment"):
+        ops.append(rand_augment(cfg.auto_augment, inter))
+    elif cfg.color_jitter > 0:
+        j = cfg.color_jitter
+        ops.append(vision.RandomColorAdjust(brightness=j, contrast=j, saturation=j))
+    ops += [vision.Normalize(IMAGENET_MEAN, IMAGENET_STD), vision.HWC2CHW()]
+    if cfg.get("re_prob", 0) > 0:
+        ops.append(random_erasing(cfg.re_prob))
+    return ops

@@ -1,0 +1,59 @@
+"""Arch registry: every model of the zoo is one row of ARCHS over the shared backbone, built by `create_model`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import UserError
+from ..weights.checkpoint import load_checkpoint_strict
+from .resnet import ResNet
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Factory arguments of one arch plus the published facts the tests check it against (docs/DESIGN.md)."""
+    layers: Tuple[int, int, int, int]
+    kwargs: Dict[str, object] = field(default_factory=dict)
+    num_params: int = 0          # trainable params at 1000 classes, exact
+    source: str = "torchvision"  # where the PyTorch reference (and its state-dict keys) comes from
+
+
+_RESNEST = dict(radix=2, groups=1, base_width=64, deep_stem=True, stem_width=32, avg_down=True, avd=True)
+
+ARCHS: Dict[str, ArchSpec] = {
+    "resnext50_32x4d": ArchSpec((3, 4, 6, 3), dict(groups=32, base_width=4), 25_028_904),
+    "resnext101_32x4d": ArchSpec((3, 4, 23, 3), dict(groups=32, base_width=4), 44_177_704),
+    "resnext101_32x8d": ArchSpec((3, 4, 23, 3), dict(groups=32, base_width=8), 88_791_336),
+    "resnext101_64x4d": ArchSpec((3, 4, 23, 3), dict(groups=64, base_width=4), 83_455_272),
+    "resnext152_32x4d": ArchSpec((3, 8, 36, 3), dict(groups=32, base_width=4), 59_951_400),
+    "resnext152_64x4d": ArchSpec((3, 8, 36, 3), dict(groups=64, base_width=4), 114_971_944),
+    "resnest50": ArchSpec((3, 4, 6, 3), _RESNEST, 27_483_240, source="timm"),
+}
+
+
+def list_models() -> List[str]:
+    """Names accepted by `create_model`."""
+    return list(ARCHS)
+
+
+def create_model(arch: str, num_classes: int = 1000, checkpoint: Optional[str] = None, drop_rate: float = 0.0,
+                 zero_init_last: bool = False, in_chans: int = 3) -> ResNet:
+    """Build `arch` and optionally load a MindSpore checkpoint into it.
+
+    The checkpoint must match the network exactly: any missing or unexpected parameter, or any shape mismatch, is a
+    `UserError` naming the parameters (no silent partial load).
+    """
+    if arch not in ARCHS:
+        raise UserError(f"unknown arch '{arch}'; choose one of: {', '.join(ARCHS)}")
+    spec = ARCHS[arch]
+    net = ResNet(spec.layers, num_classes=num_classes, drop_rate=drop_rate, zero_init_last=zero_init_last,
+                 in_chans=in_chans, **spec.kwargs)
+    if checkpoint:
+        load_checkpoint_strict(net, checkpoint)
+    return net
+
+
+def network_from_config(cfg) -> ResNet:
+    """The training network of a recipe: cfg.arch with its class count, dropout and zero-init of the last BNs."""
+    return create_model(cfg.arch, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate,
+                        zero_init_last=cfg.zero_init_last)

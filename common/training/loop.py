@@ -1,0 +1,241 @@
+"""The training loop behind every model's train.py: `python <model>/train.py --data_dir DIR ...`.
+
+`main` resolves the config, sets up the device and ranks, builds data, network, step (common.training.step) and
+hooks, optionally resumes, and runs the epochs, stepping from Python so it can stop, checkpoint and resume at any
+step.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import signal
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+import mindspore as ms
+
+from ..config import dump_config
+from ..data.folder import CheckedImageSource, check_data_files, scan_image_folder, split_dir
+from ..errors import UserError
+from ..fileio import check_writable_folder, write_json
+from ..inference.class_names import CLASS_NAMES_FILE
+from ..weights.checkpoint import list_checkpoints, read_checkpoint
+from .hooks import CheckpointSaver, MetricsWriter, StepLogger, rss_mb
+from .step import build_train_step
+
+USAGE = ("usage: python <model>/train.py --data_dir DIR --device_target {Ascend,GPU,CPU} --output_dir OUT "
+         "[--<any option> VALUE] [--config_path FILE]")
+# Exit status of a run stopped by a signal: 128 + signal number, as a shell reports it.
+SIGNAL_EXIT = 128
+
+
+class StopRequest:
+    """SIGTERM/SIGINT handler: the loop finishes the current step, checkpoints and exits non-zero."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        if self.signum:  # a second signal: stop now
+            sys.exit(SIGNAL_EXIT + signum)
+        self.signum = signum
+        print(f"received {signal.Signals(signum).name}: finishing the current step, then saving a checkpoint",
+              file=sys.stderr, flush=True)
+
+
+def check_output_dir(folder: str, arch: str, resume: str) -> None:
+    """The run folder must be writable, and hold no checkpoints of another run unless resuming.
+
+    Refusing (rather than renaming the new files, as MindSpore's ModelCheckpoint does) keeps the names the
+    launchers and users expect and never mixes two runs.
+    """
+    check_writable_folder(folder, "--output_dir")
+    if not resume and list_checkpoints(folder, arch):
+        raise UserError(f"--output_dir '{folder}' already holds checkpoints of a run; pass --resume auto to continue "
+                        f"it, or choose an empty --output_dir")
+
+
+def check_classes(cfg, train_classes: List[str]) -> None:
+    """num_classes must match the training class folders, and val/ (when present) must have the same classes."""
+    if len(train_classes) != cfg.num_classes:
+        raise UserError(f"the training data has {len(train_classes)} class folders but num_classes={cfg.num_classes}; "
+                        f"pass --num_classes {len(train_classes)} (use --pretrained to fine-tune a model of "
+                        f"another class count)")
+    val_root = os.path.join(cfg.data_dir, "val")
+    if not (cfg.run_eval or os.path.isdir(val_root)):
+        return
+    _, val_classes = scan_image_folder(split_dir(cfg.data_dir, "val"))
+    if val_classes != train_classes:
+        only_train = sorted(set(train_classes) - set(val_classes))
+        only_val = sorted(set(val_classes) - set(train_classes))
+        raise UserError(f"train/ and val/ have different class folders (only in train: {only_train[:5]}, only in "
+                        f"val: {only_val[:5]}); make both splits hold the same classes")
+
+
+def run(model, cfg, argv: Sequence[str]) -> int:
+    """<model>/train.py with the resolved `cfg`, ModelArts copies around it; returns the exit status."""
+    from .. import modelarts
+
+    modelarts.sync_in(cfg)
+    try:
+        return train(cfg, model)
+    finally:
+        modelarts.sync_out(cfg)
+
+
+def train(cfg, model) -> int:
+    """Run (or resume) training of `model` (a common.entry.ModelFace) as configured; returns 0, or 128 + signal
+    when stopped by SIGTERM/SIGINT."""
+    from ..context import init_context
+    from .resume import (
+        FROM_CONFIG,
+        find_resume_checkpoint,
+        load_pretrained,
+        read_resume_checkpoint,
+        restore_training_state,
+    )
+
+    samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
+    check_classes(cfg, classes)
+    # checkpoints are read and checked before device set-up: a wrong file fails in seconds, not after a build
+    resume_path, resume_params = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)
+    if resume_path:
+        resume_params = read_resume_checkpoint(resume_path, cfg.num_classes, resume_params)
+    pretrained_params = read_checkpoint(cfg.pretrained) if cfg.pretrained else None
+    if cfg.deterministic:
+        from ..compat import set_deterministic
+
+        set_deterministic(True)  # before init() inside init_context, so collectives are covered
+    dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
+    if dist.is_main:
+        check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)
+    if cfg.strict_data:
+        check_data_files(samples)
+    if cfg.dataset_sink_mode and dist.is_main:
+        print("note: dataset_sink_mode is ignored: train.py steps from Python so that it can stop, checkpoint and "
+              "resume at any step", flush=True)
+    ms.set_seed(cfg.seed)
+    global_batch = cfg.batch_size * dist.group_size
+    steps_per_epoch = len(samples) // global_batch
+    if steps_per_epoch == 0:
+        raise UserError(f"the training split has {len(samples)} images, fewer than one global batch of "
+                        f"{global_batch}; lower --batch_size")
+
+    net = model.get_network(cfg)
+    if cfg.pretrained:
+        note = load_pretrained(net, cfg.pretrained, cfg.num_classes, pretrained_params)
+        if dist.is_main:
+            print(note, flush=True)
+    step_cell = build_train_step(net, cfg, steps_per_epoch, dist.group_size, loss=model.get_loss(cfg),
+                                 lr=model.get_lr(cfg, steps_per_epoch, dist.group_size))
+    start_epoch, start_step = 0, 0
+    if resume_path:
+        # a fixed loss scale is a setting (this run's value wins); a dynamic one is state and carries on
+        keep = FROM_CONFIG + (("scale_sense",) if cfg.loss_scale_type == "fixed" else ())
+        start_epoch, start_step = restore_training_state(step_cell, net, resume_path, steps_per_epoch, keep,
+                                                           resume_params)
+        if dist.is_main:
+            print(f"resumed from '{resume_path}': continuing at epoch {start_epoch + 1} step {start_step + 1}",
+                  flush=True)
+    elif cfg.resume == "auto" and dist.is_main:
+        print(f"resume auto: no checkpoint in '{cfg.output_dir}' yet, starting a new run", flush=True)
+    if dist.is_main:
+        dump_config(cfg, cfg.output_dir)
+        # predict.py and eval read the class names of a folder-trained model from beside its checkpoints
+        write_json(os.path.join(cfg.output_dir, CLASS_NAMES_FILE), classes)
+    return _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch, (start_epoch, start_step),
+                     resume_path)
+
+
+def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, start: Tuple[int, int],
+              resumed_from: Optional[str]) -> int:
+    start_epoch, start_step = start
+    source = CheckedImageSource(samples, strict=cfg.strict_data)
+    saver = CheckpointSaver(cfg.output_dir, cfg.arch, cfg.keep_checkpoint_max, enabled=dist.is_main)
+    saver.last_path = resumed_from  # the last good checkpoint until this run writes one
+    logger = StepLogger(steps_per_epoch, cfg.batch_size * dist.group_size, cfg.log_interval, enabled=dist.is_main)
+    metrics = MetricsWriter(cfg.output_dir, enabled=dist.is_main)
+    evaluate = model.eval_callback(net, cfg, dist, saver)
+    stop = StopRequest()
+    bad_in_a_row = 0
+    for epoch in range(start_epoch + 1, cfg.epoch_size + 1):
+        # A fresh pipeline per epoch, seeded by the epoch, so a resumed run sees the same order and augmentations.
+        dataset, _ = model.create_dataset(cfg, "train", True, dist.rank, dist.group_size, seed=cfg.seed + epoch,
+                                    source=source)
+        bad_before, skipped_before = source.skipped, int(step_cell.skipped_steps.asnumpy())
+        logger.begin_epoch()
+        iterator = dataset.create_tuple_iterator(num_epochs=1)
+        skip = start_step if epoch == start_epoch + 1 else 0
+        for index, (images, labels) in enumerate(iterator):
+            if index < skip:
+                continue  # replay the data of the steps done before the checkpoint (keeps augmentation RNG exact)
+            if index >= steps_per_epoch:
+                break
+            # Every step: a data pipeline's C++ launch replaces the process's SIGTERM handler (MindSpore 2.8), so
+            # ours is put back once the batch is in hand (a few microseconds).
+            stop.install()
+            loss = float(step_cell(images, labels).asnumpy())
+            source.raise_if_bad()
+            step = index + 1
+            if not math.isfinite(loss) or bool(step_cell.last_overflow.asnumpy()):
+                bad_in_a_row += 1
+                _check_nonfinite(cfg, loss, epoch, step, bad_in_a_row, saver)
+            else:
+                bad_in_a_row = 0
+            logger.step(epoch, step, loss)
+            if stop.signum:
+                path = saver.save(step_cell, epoch, step, steps_per_epoch)
+                if dist.is_main:
+                    print(f"error: stopped by {signal.Signals(stop.signum).name} at epoch {epoch} step {step}; "
+                          f"checkpoint '{path}' written; continue with --resume auto", file=sys.stderr, flush=True)
+                return SIGNAL_EXIT + stop.signum
+        del iterator, dataset
+        gc.collect()  # drop the epoch's pipeline before the next one is built (flat memory over epochs)
+        stats = logger.end_epoch()
+        record = {"epoch": epoch, "loss": stats["loss"], "lr": _lr_of(step_cell, epoch * steps_per_epoch - 1),
+                  "img_per_sec": stats["img_per_sec"], "seconds": stats["seconds"]}
+        _report_skips(dist, source, bad_before, step_cell, skipped_before, epoch, record)
+        if epoch % cfg.save_checkpoint_epochs == 0 or epoch == cfg.epoch_size:
+            saver.save(step_cell, epoch, steps_per_epoch, steps_per_epoch)
+        result = evaluate(epoch)
+        if result is not None:
+            record.update(top1=result["top1"], top5=result["top5"])
+        record["rss_mb"] = round(rss_mb(), 1)
+        metrics.write(record)
+    return 0
+
+
+def _lr_of(step_cell, step: int) -> float:
+    values = step_cell.lr_values
+    return float(values[min(step, len(values) - 1)])
+
+
+def _check_nonfinite(cfg, loss: float, epoch: int, step: int, bad_in_a_row: int, saver: CheckpointSaver) -> None:
+    """Stop on a non-finite loss with a fixed loss scale, or after too many in a row with a dynamic one."""
+    if cfg.loss_scale_type == "dynamic" and bad_in_a_row < cfg.nonfinite_patience:
+        return
+    last = f"the last good checkpoint is '{saver.last_path}'" if saver.last_path else "no checkpoint was written"
+    why = (f"{bad_in_a_row} steps in a row" if cfg.loss_scale_type == "dynamic"
+           else f"with the fixed loss scale {cfg.loss_scale:g}")
+    raise UserError(f"training diverged: loss is {loss} (non-finite gradients) at epoch {epoch} step {step}, {why}; "
+                    f"{last}; lower --lr, or use --loss_scale_type dynamic with AMP")
+
+
+def _report_skips(dist, source: CheckedImageSource, bad_before: int, step_cell, skipped_before: int, epoch: int,
+                  record: dict) -> None:
+    bad = source.skipped - bad_before
+    skipped = int(step_cell.skipped_steps.asnumpy()) - skipped_before
+    record.update(bad_images=bad, skipped_steps=skipped, loss_scale=step_cell.loss_scale)
+    if not dist.is_main:
+        return
+    if bad:
+        print(f"warning: epoch {epoch}: {bad} unreadable image read(s) skipped (files named above); pass --strict_data "
+              f"to stop on them instead", file=sys.stderr, flush=True)
+    if skipped:
+        print(f"warning: epoch {epoch}: {skipped} step(s) skipped for non-finite gradients; loss scale now "
+              f"{step_cell.loss_scale:g}", flush=True)
