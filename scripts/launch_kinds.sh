@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The launcher kinds behind zoo_launch: rank table (Ascend), mpirun (GPU), msrun, standalone, eval, export.
-# Sourced by scripts/launch_lib.sh, which holds the argument parsing and the process supervision they share.
+# The launcher kinds behind zoo_launch, one section each: its usage text (_zoo_usage_KIND CMD OPTIONS, on stdout),
+# then its function (zoo_kind_KIND). Sourced by scripts/launch_lib.sh, which holds the option parsing, the checks and
+# the process supervision they share; ZOO_POSITIONAL holds the arguments before '--', ZOO_EXTRA those after it.
 # shellcheck disable=SC2034  # the ZOO_* settings assigned here are read by launch_lib.sh
 set -euo pipefail
 
@@ -23,6 +24,17 @@ _zoo_train_cmd() {  # _zoo_train_cmd DATA_PATH [PRETRAINED_CKPT]: the train.py c
 _zoo_check_train_args() {  # _zoo_check_train_args DATA_PATH [PRETRAINED_CKPT]
   zoo_need_path DATA_PATH "$1" dir
   if [[ -n "${2:-}" ]]; then zoo_need_path PRETRAINED_CKPT "$2" file; fi
+}
+
+# --- rank table (Ascend): run_distribute_train.sh ----------------------------------------------------------------
+_zoo_usage_ranktable() {
+  cat <<EOF
+usage: $1 $2 RANK_TABLE_FILE DATA_PATH [PRETRAINED_CKPT] [-- train.py options]
+Ascend data parallel from a rank table (python scripts/hccl_tools.py writes one): one process per device of this
+server, each with DEVICE_ID, RANK_ID, RANK_SIZE, RANK_TABLE_FILE set and bound to its slice of the cores.
+For a table spanning servers, run it on every server (export SERVER_ID=<server_id> if the host IP is not it).
+Logs: DIR/rank_<id>/train.log; checkpoints (rank 0) in DIR. All paths absolute.
+EOF
 }
 
 zoo_kind_ranktable() {  # RANK_TABLE_FILE DATA_PATH [PRETRAINED_CKPT]: one process per device of this server
@@ -48,6 +60,14 @@ zoo_kind_ranktable() {  # RANK_TABLE_FILE DATA_PATH [PRETRAINED_CKPT]: one proce
   zoo_supervise
 }
 
+# --- mpirun (GPU): run_distribute_train_gpu.sh -------------------------------------------------------------------
+_zoo_usage_gpu() {
+  cat <<EOF
+usage: $1 $2 DATA_PATH [DEVICE_NUM=8] [PRETRAINED_CKPT] [-- train.py options]
+GPU data parallel on this server with mpirun -n DEVICE_NUM (1 to 8). Logs: DIR/rank_<id>/train.log. Paths absolute.
+EOF
+}
+
 zoo_kind_gpu() {  # DATA_PATH [DEVICE_NUM] [PRETRAINED_CKPT]: mpirun -n DEVICE_NUM on this server
   _zoo_count 1 3
   local data="${ZOO_POSITIONAL[0]}" num="${ZOO_POSITIONAL[1]:-8}" ckpt="${ZOO_POSITIONAL[2]:-}"
@@ -62,24 +82,21 @@ zoo_kind_gpu() {  # DATA_PATH [DEVICE_NUM] [PRETRAINED_CKPT]: mpirun -n DEVICE_N
   local mpi=(mpirun -n "$num" --bind-to none --oversubscribe)
   if [[ "$(id -u)" == 0 ]]; then mpi+=(--allow-run-as-root); fi
   ZOO_INNER_RANK_LOG="$ZOO_RUN_DIR/rank_{rank}/train.log"
+  # scripts/mpi_rank.sh: each rank's DEVICE_ID/RANK_ID from OpenMPI, its log and exit_code
   zoo_start_rank "mpirun" "$ZOO_RUN_DIR/mpirun.log" "" "${ZOO_CLEAN_ENV[@]}" RANK_SIZE="$num" \
-    "${mpi[@]}" bash "$ZOO_ROOT/scripts/launch_lib.sh" --mpi-rank "$ZOO_RUN_DIR" "${ZOO_CMD[@]}"
+    "${mpi[@]}" bash "$ZOO_ROOT/scripts/mpi_rank.sh" "$ZOO_RUN_DIR" "${ZOO_CMD[@]}"
   zoo_supervise
 }
 
-zoo_mpi_rank() {  # RUN_DIR COMMAND...: one mpirun rank: DEVICE_ID/RANK_ID from OpenMPI, log and exit code kept
-  local run_dir="$1" rank="${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-}}" child status=0
-  shift
-  [[ -n "$rank" ]] || die 2 "--mpi-rank runs under mpirun only (no OMPI_COMM_WORLD_RANK)"
-  mkdir -p "$run_dir/rank_$rank"
-  DEVICE_ID="${OMPI_COMM_WORLD_LOCAL_RANK:-$rank}" RANK_ID="$rank" "$@" >"$run_dir/rank_$rank/train.log" 2>&1 &
-  child=$!
-  # mpirun stops a job by signalling this wrapper: pass it on, and wait until the rank has really gone.
-  trap 'kill -TERM "$child" 2>/dev/null || true' TERM INT
-  wait "$child" || status=$?
-  while kill -0 "$child" 2>/dev/null; do status=0; wait "$child" || status=$?; done
-  echo "$status" >"$run_dir/rank_$rank/exit_code"
-  exit "$status"
+# --- msrun (any device): run_distribute_train_msrun.sh -----------------------------------------------------------
+_zoo_usage_msrun() {
+  cat <<EOF
+usage: $1 $2 [--device_target Ascend|GPU|CPU] [--worker_num TOTAL] [--node_rank R]
+       [--master_addr ADDR] [--master_port PORT] [--cluster_time_out SEC] DATA_PATH [WORKERS=8] [-- train.py options]
+Data parallel with MindSpore's msrun (--join True): WORKERS processes on this server, TOTAL (default WORKERS) in
+the whole job; on several servers give every one the same TOTAL, ADDR and PORT and its own node rank.
+Logs: DIR/msrun_logs/worker_<rank>.log. DATA_PATH absolute.
+EOF
 }
 
 zoo_kind_msrun() {  # DATA_PATH [WORKERS]: MindSpore's msrun, joined, any device target, several servers optional
@@ -115,12 +132,28 @@ zoo_kind_msrun() {  # DATA_PATH [WORKERS]: MindSpore's msrun, joined, any device
   zoo_supervise
 }
 
+# --- one device: run_standalone_train.sh (Ascend), run_standalone_train_gpu.sh, run_standalone_train_cpu.sh ----
+_zoo_usage_standalone() {
+  cat <<EOF
+usage: $1 $2 DATA_PATH [PRETRAINED_CKPT] [-- train.py options]
+One-device training on ${ZOO_TARGET} (DEVICE_ID selects the device). Log: DIR/train.log. Paths absolute.
+EOF
+}
+
 zoo_kind_standalone() {  # DATA_PATH [PRETRAINED_CKPT]: one device, in the foreground
   _zoo_count 1 2
   _zoo_check_train_args "${ZOO_POSITIONAL[0]}" "${ZOO_POSITIONAL[1]:-}"
   zoo_prepare_run
   _zoo_train_cmd "${ZOO_POSITIONAL[0]}" "${ZOO_POSITIONAL[1]:-}"
   zoo_run_logged "$ZOO_RUN_DIR/train.log" "${ZOO_CLEAN_ENV[@]}" DEVICE_ID="${DEVICE_ID:-0}" "${ZOO_CMD[@]}"
+}
+
+# --- evaluation: run_eval.sh (Ascend), run_eval_gpu.sh ------------------------------------------------------------
+_zoo_usage_eval() {
+  cat <<EOF
+usage: $1 $2 [--device_target Ascend|GPU|CPU] DATA_PATH CHECKPOINT_PATH [-- eval.py options]
+Evaluate a checkpoint (default device ${ZOO_TARGET}; DEVICE_ID selects the device). Log: DIR/eval.log. Paths absolute.
+EOF
 }
 
 zoo_kind_eval() {  # DATA_PATH CHECKPOINT_PATH: evaluate on one device
@@ -131,6 +164,16 @@ zoo_kind_eval() {  # DATA_PATH CHECKPOINT_PATH: evaluate on one device
   zoo_prepare_run
   zoo_run_logged "$ZOO_RUN_DIR/eval.log" "${ZOO_CLEAN_ENV[@]}" DEVICE_ID="${DEVICE_ID:-0}" "$(_zoo_python)" \
     "$(_zoo_entry eval)" --data_dir "$data" --checkpoint_path "$ckpt" --device_target "$ZOO_TARGET" "${ZOO_EXTRA[@]}"
+}
+
+# --- export: run_export.sh ---------------------------------------------------------------------------------------
+_zoo_usage_export() {
+  cat <<EOF
+usage: $1 $2 [--device_target Ascend|GPU|CPU] CHECKPOINT_PATH [FILE_FORMAT=MINDIR] [FILE_NAME=<model>]
+       [-- export.py options]
+Export a checkpoint as MINDIR, ONNX or AIR (AIR needs Ascend; default device Ascend for AIR, else CPU).
+Log: DIR/export.log. CHECKPOINT_PATH absolute.
+EOF
 }
 
 zoo_kind_export() {  # CHECKPOINT_PATH [FILE_FORMAT] [FILE_NAME]: MINDIR/ONNX anywhere, AIR on Ascend

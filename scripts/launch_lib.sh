@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Shared logic of every model folder's scripts/run_*.sh launcher. Sourced; a launcher is one line: zoo_launch KIND "$@".
+# The launcher library. Every model folder's scripts/run_*.sh sources it and is one line: zoo_launch KIND "$@".
+#
+#   scripts/launch_lib.sh    this file: argument parsing, path checks, run folder, process supervision, zoo_launch
+#   scripts/launch_kinds.sh  one section per launcher kind: its usage text, then its function
+#   scripts/mpi_rank.sh      the program mpirun starts for each rank of the GPU launcher (not sourced)
 #
 # Every launcher: checks its arguments before starting anything (wrong arguments: usage, exit 2; a bad path or
 # rank table: one `error:` line, exit 2), writes everything of a run under one run folder (--output_dir, absolute;
@@ -22,48 +26,8 @@ ZOO_RANK_LABELS=()
 ZOO_RANK_LOGS=()
 
 # --- usage --------------------------------------------------------------------------------------------------------
-_zoo_usage() {  # _zoo_usage KIND: the usage text of one launcher kind, on stdout
-  local s="bash scripts/$ZOO_SCRIPT_NAME" o="[--background] [--output_dir DIR]"
-  case "$1" in
-    ranktable) cat <<EOF
-usage: $s $o RANK_TABLE_FILE DATA_PATH [PRETRAINED_CKPT] [-- train.py options]
-Ascend data parallel from a rank table (python scripts/hccl_tools.py writes one): one process per device of this
-server, each with DEVICE_ID, RANK_ID, RANK_SIZE, RANK_TABLE_FILE set and bound to its slice of the cores.
-For a table spanning servers, run it on every server (export SERVER_ID=<server_id> if the host IP is not it).
-Logs: DIR/rank_<id>/train.log; checkpoints (rank 0) in DIR. All paths absolute.
-EOF
-    ;;
-    gpu) cat <<EOF
-usage: $s $o DATA_PATH [DEVICE_NUM=8] [PRETRAINED_CKPT] [-- train.py options]
-GPU data parallel on this server with mpirun -n DEVICE_NUM (1 to 8). Logs: DIR/rank_<id>/train.log. Paths absolute.
-EOF
-    ;;
-    msrun) cat <<EOF
-usage: $s $o [--device_target Ascend|GPU|CPU] [--worker_num TOTAL] [--node_rank R]
-       [--master_addr ADDR] [--master_port PORT] [--cluster_time_out SEC] DATA_PATH [WORKERS=8] [-- train.py options]
-Data parallel with MindSpore's msrun (--join True): WORKERS processes on this server, TOTAL (default WORKERS) in
-the whole job; on several servers give every one the same TOTAL, ADDR and PORT and its own node rank.
-Logs: DIR/msrun_logs/worker_<rank>.log. DATA_PATH absolute.
-EOF
-    ;;
-    standalone_*) cat <<EOF
-usage: $s $o DATA_PATH [PRETRAINED_CKPT] [-- train.py options]
-One-device training on ${ZOO_TARGET} (DEVICE_ID selects the device). Log: DIR/train.log. Paths absolute.
-EOF
-    ;;
-    eval_*) cat <<EOF
-usage: $s $o [--device_target Ascend|GPU|CPU] DATA_PATH CHECKPOINT_PATH [-- eval.py options]
-Evaluate a checkpoint (default device ${ZOO_TARGET}; DEVICE_ID selects the device). Log: DIR/eval.log. Paths absolute.
-EOF
-    ;;
-    export) cat <<EOF
-usage: $s $o [--device_target Ascend|GPU|CPU] CHECKPOINT_PATH [FILE_FORMAT=MINDIR] [FILE_NAME=<model>]
-       [-- export.py options]
-Export a checkpoint as MINDIR, ONNX or AIR (AIR needs Ascend; default device Ascend for AIR, else CPU).
-Log: DIR/export.log. CHECKPOINT_PATH absolute.
-EOF
-    ;;
-  esac
+_zoo_usage() {  # _zoo_usage KIND: the kind's usage text, on stdout (next to its function in launch_kinds.sh)
+  "_zoo_usage_${1%%_*}" "bash scripts/$ZOO_SCRIPT_NAME" "[--background] [--output_dir DIR]"
 }
 
 _zoo_usage_error() {  # _zoo_usage_error MESSAGE: the problem, then the usage, exit 2
@@ -230,7 +194,7 @@ zoo_prepare_run() {  # create the run folder, and detach here when --background 
 source "$ZOO_ROOT/scripts/launch_kinds.sh"
 
 # --- entry point --------------------------------------------------------------------------------------------------
-zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's arguments, then run the KIND launcher
+zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's options, then run the KIND launcher
   ZOO_KIND="$1"
   shift
   ZOO_SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)/$(basename "${BASH_SOURCE[1]}")"
@@ -272,9 +236,6 @@ zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's arguments, then 
   "zoo_kind_${ZOO_KIND%%_*}"
 }
 
-# Run directly, this file is the per-rank wrapper that the mpirun launcher starts (see zoo_mpi_rank).
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-  [[ "${1:-}" == --mpi-rank ]] || die 2 "scripts/launch_lib.sh is sourced by the model folders' scripts/run_*.sh"
-  shift
-  zoo_mpi_rank "$@"
+  die 2 "scripts/launch_lib.sh is sourced by the model folders' scripts/run_*.sh; run one of those (--help)"
 fi
