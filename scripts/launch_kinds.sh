@@ -33,7 +33,8 @@ usage: $1 $2 RANK_TABLE_FILE DATA_PATH [PRETRAINED_CKPT] [-- train.py options]
 Ascend data parallel from a rank table (python scripts/hccl_tools.py writes one): one process per device of this
 server, each with DEVICE_ID, RANK_ID, RANK_SIZE, RANK_TABLE_FILE set and bound to its slice of the cores.
 For a table spanning servers, run it on every server (export SERVER_ID=<server_id> if the host IP is not it).
-Logs: DIR/rank_<id>/train.log; checkpoints (rank 0) in DIR. All paths absolute.
+Each rank runs in DIR/rank_<id>/ (its working folder: kernel_meta/, IR dumps) and logs to DIR/rank_<id>/train.log;
+checkpoints (rank 0) go to DIR. All paths absolute.
 EOF
 }
 
@@ -53,8 +54,8 @@ zoo_kind_ranktable() {  # RANK_TABLE_FILE DATA_PATH [PRETRAINED_CKPT]: one proce
     if [[ "$word" == RANK_SIZE ]]; then
       rank_size="$device"
     else
-      zoo_start_rank "rank $rank (device $device)" "$ZOO_RUN_DIR/rank_$rank/train.log" "$cpus" \
-        env RANK_TABLE_FILE="$table" RANK_SIZE="$rank_size" DEVICE_ID="$device" RANK_ID="$rank" "${ZOO_CMD[@]}"
+      zoo_start_rank "rank $rank (device $device)" "$ZOO_RUN_DIR/rank_$rank/train.log" "$ZOO_RUN_DIR/rank_$rank" \
+        "$cpus" env RANK_TABLE_FILE="$table" RANK_SIZE="$rank_size" DEVICE_ID="$device" RANK_ID="$rank" "${ZOO_CMD[@]}"
     fi
   done <<<"$plan"
   zoo_supervise
@@ -64,7 +65,8 @@ zoo_kind_ranktable() {  # RANK_TABLE_FILE DATA_PATH [PRETRAINED_CKPT]: one proce
 _zoo_usage_gpu() {
   cat <<EOF
 usage: $1 $2 DATA_PATH [DEVICE_NUM=8] [PRETRAINED_CKPT] [-- train.py options]
-GPU data parallel on this server with mpirun -n DEVICE_NUM (1 to 8). Logs: DIR/rank_<id>/train.log. Paths absolute.
+GPU data parallel on this server with mpirun -n DEVICE_NUM (1 to 8). Each rank runs in DIR/rank_<id>/ (its working
+folder) and logs to DIR/rank_<id>/train.log; mpirun's own output is DIR/mpirun.log. Paths absolute.
 EOF
 }
 
@@ -82,8 +84,8 @@ zoo_kind_gpu() {  # DATA_PATH [DEVICE_NUM] [PRETRAINED_CKPT]: mpirun -n DEVICE_N
   local mpi=(mpirun -n "$num" --bind-to none --oversubscribe)
   if [[ "$(id -u)" == 0 ]]; then mpi+=(--allow-run-as-root); fi
   ZOO_INNER_RANK_LOG="$ZOO_RUN_DIR/rank_{rank}/train.log"
-  # scripts/mpi_rank.sh: each rank's DEVICE_ID/RANK_ID from OpenMPI, its log and exit_code
-  zoo_start_rank "mpirun" "$ZOO_RUN_DIR/mpirun.log" "" "${ZOO_CLEAN_ENV[@]}" RANK_SIZE="$num" \
+  # scripts/mpi_rank.sh: each rank's DEVICE_ID/RANK_ID from OpenMPI, its folder, log and exit_code
+  zoo_start_rank "mpirun" "$ZOO_RUN_DIR/mpirun.log" "" "" "${ZOO_CLEAN_ENV[@]}" RANK_SIZE="$num" \
     "${mpi[@]}" bash "$ZOO_ROOT/scripts/mpi_rank.sh" "$ZOO_RUN_DIR" "${ZOO_CMD[@]}"
   zoo_supervise
 }
@@ -95,7 +97,7 @@ usage: $1 $2 [--device_target Ascend|GPU|CPU] [--worker_num TOTAL] [--node_rank 
        [--master_addr ADDR] [--master_port PORT] [--cluster_time_out SEC] DATA_PATH [WORKERS=8] [-- train.py options]
 Data parallel with MindSpore's msrun (--join True): WORKERS processes on this server, TOTAL (default WORKERS) in
 the whole job; on several servers give every one the same TOTAL, ADDR and PORT and its own node rank.
-Logs: DIR/msrun_logs/worker_<rank>.log. DATA_PATH absolute.
+Logs: DIR/msrun_logs/worker_<rank>.log; the workers run in the current folder. DATA_PATH absolute.
 EOF
 }
 
@@ -126,7 +128,7 @@ zoo_kind_msrun() {  # DATA_PATH [WORKERS]: MindSpore's msrun, joined, any device
   if [[ "$(basename "$py")" == python3 ]]; then task=(python3 "${task[@]}"); fi
   ZOO_STOP_SIGNAL=INT
   ZOO_INNER_RANK_LOG="$ZOO_RUN_DIR/msrun_logs/worker_{rank}.log"
-  zoo_start_rank "msrun" "$ZOO_RUN_DIR/msrun.log" "" "${ZOO_CLEAN_ENV[@]}" PATH="$(dirname "$py"):$PATH" \
+  zoo_start_rank "msrun" "$ZOO_RUN_DIR/msrun.log" "" "" "${ZOO_CLEAN_ENV[@]}" PATH="$(dirname "$py"):$PATH" \
     "$py" -c "import sys; from mindspore.parallel.cluster.run import main; sys.argv[0] = 'msrun'; main()" \
     "${opts[@]}" --local_worker_num "$workers" --log_dir "$ZOO_RUN_DIR/msrun_logs" --join True "${task[@]}"
   zoo_supervise

@@ -8,15 +8,28 @@
 # Every launcher: checks its arguments before starting anything (wrong arguments: usage, exit 2; a bad path or
 # rank table: one `error:` line, exit 2), writes everything of a run under one run folder (--output_dir, absolute;
 # default ./outputs/<model>_<launcher>_<time>), runs in the foreground and exits with the job's status. Multi-rank
-# launchers start every rank, wait for all, and on the first failure stop the others (SIGTERM, SIGKILL after
-# ZOO_STOP_GRACE seconds, default 5) and exit non-zero naming the rank and showing the tail of its log.
+# launchers run each rank in its own folder RUN/rank_<id>/ (its working folder and log), wait for all, and on the
+# first failure stop the others (SIGTERM, SIGKILL after ZOO_STOP_GRACE seconds, default 5) and exit non-zero naming
+# the rank and showing the tail of its log.
 # --background runs the same supervisor detached and prints its pid file; it writes RUN/exit_code when done.
 #
-# Environment: ZOO_PYTHON (interpreter; default `python` on PATH, else python3), ZOO_ENTRY_PY (a program to run
-# instead of the model folder's train.py/eval.py/export.py: the tests' stand-in), SERVER_ID (multi-server rank table).
+# Environment: HCCL_CONNECT_TIMEOUT, HCCL_EXEC_TIMEOUT (exported with the defaults below unless set), ZOO_PYTHON
+# (interpreter; default `python` on PATH, else python3), ZOO_ENTRY_PY (a program to run instead of the model
+# folder's train.py/eval.py/export.py: the tests' stand-in), SERVER_ID (multi-server rank table).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+# HCCL timeouts (seconds), for Ascend jobs; the caller's values win. CANN's defaults (connect 120 s, exec about
+# 1800 s) are too short for these jobs:
+# - connect: every rank reaches HCCL's first link-up (init) only after its graph compiles; for ResNeXt-152 on a cold
+#   compile cache that takes many minutes and differs between the ranks of a busy server. 1200 s covers it (CANN
+#   accepts 120 to 7200).
+# - exec: while one rank works alone (rank 0's evaluation with --run_eval, a checkpoint written to slow storage) the
+#   others wait in their next collective for up to this long. 7200 s covers a full ImageNet evaluation of the
+#   largest model here with margin, and a hung job still fails within hours, not after CANN's maximum of 17340 s.
+ZOO_HCCL_CONNECT_DEFAULT=1200
+ZOO_HCCL_EXEC_DEFAULT=7200
 
 ZOO_STOP_GRACE="${ZOO_STOP_GRACE:-5}"
 ZOO_STOP_SIGNAL=TERM  # msrun wants INT: its handler then kills the workers it started in their own sessions
@@ -26,8 +39,13 @@ ZOO_RANK_LABELS=()
 ZOO_RANK_LOGS=()
 
 # --- usage --------------------------------------------------------------------------------------------------------
-_zoo_usage() {  # _zoo_usage KIND: the kind's usage text, on stdout (next to its function in launch_kinds.sh)
+_zoo_usage() {  # _zoo_usage KIND: the kind's usage text (next to its function in launch_kinds.sh), then the rest
   "_zoo_usage_${1%%_*}" "bash scripts/$ZOO_SCRIPT_NAME" "[--background] [--output_dir DIR]"
+  cat <<EOF
+Environment: HCCL_CONNECT_TIMEOUT and HCCL_EXEC_TIMEOUT are exported as $ZOO_HCCL_CONNECT_DEFAULT and $ZOO_HCCL_EXEC_DEFAULT seconds unless set
+(Ascend: ranks compile for long before they link up, and wait while rank 0 evaluates or saves); ZOO_PYTHON: the
+interpreter; ZOO_STOP_GRACE: seconds from SIGTERM to SIGKILL when stopping a failed job (default 5).
+EOF
 }
 
 _zoo_usage_error() {  # _zoo_usage_error MESSAGE: the problem, then the usage, exit 2
@@ -53,6 +71,18 @@ zoo_need_int() {  # zoo_need_int NAME VALUE MIN MAX: an integer in [MIN, MAX], e
   fi
 }
 
+_zoo_hccl_env() {  # export HCCL_CONNECT_TIMEOUT/HCCL_EXEC_TIMEOUT: the caller's (checked) or the defaults above
+  export HCCL_CONNECT_TIMEOUT="${HCCL_CONNECT_TIMEOUT:-$ZOO_HCCL_CONNECT_DEFAULT}"
+  export HCCL_EXEC_TIMEOUT="${HCCL_EXEC_TIMEOUT:-$ZOO_HCCL_EXEC_DEFAULT}"
+  local name min max
+  for name in HCCL_CONNECT_TIMEOUT:120:7200 HCCL_EXEC_TIMEOUT:0:17340; do  # the ranges CANN accepts
+    IFS=: read -r name min max <<<"$name"
+    if [[ ! "${!name}" =~ ^[0-9]+$ ]] || ((10#${!name} < min || 10#${!name} > max)); then
+      die 2 "$name='${!name}' must be a number of seconds from $min to $max (unset it for the default)"
+    fi
+  done
+}
+
 _zoo_python() {  # the interpreter the launchers run (and msrun finds on PATH)
   if [[ -n "${ZOO_PYTHON:-}" ]]; then echo "$ZOO_PYTHON"; return; fi
   command -v python || command -v python3 || die 2 "no python on PATH; activate the environment (.venv) first"
@@ -75,14 +105,17 @@ _zoo_make_run_dir() {  # the run folder: --output_dir, or a new ./outputs/<model
 }
 
 # --- running and supervising --------------------------------------------------------------------------------------
-zoo_start_rank() {  # zoo_start_rank LABEL LOG CPU_LIST COMMAND...: start one rank in its own process group
-  local label="$1" log="$2" cpus="$3"
-  shift 3
+# zoo_start_rank LABEL LOG WORK_DIR CPU_LIST COMMAND...: start one rank in its own process group, in WORK_DIR (created;
+# empty: the current folder), bound to CPU_LIST (empty: not bound), its output in LOG.
+zoo_start_rank() {
+  local label="$1" log="$2" work_dir="${3:-$PWD}" cpus="$4"
+  shift 4
   local bind=()
   if [[ -n "$cpus" ]] && command -v taskset >/dev/null; then bind=(taskset -c "$cpus"); fi
-  mkdir -p "$(dirname "$log")"
-  # setsid: the rank and everything it forks (data workers) form one group, stopped together.
-  setsid "${bind[@]}" "$@" >"$log" 2>&1 </dev/null &
+  mkdir -p "$(dirname "$log")" "$work_dir"
+  # setsid: the rank and everything it forks (data workers) form one group, stopped together. The subshell is not a
+  # group leader, so setsid execs in place and $! is the rank's pid (and its group's id).
+  (cd "$work_dir" && exec setsid "${bind[@]}" "$@") >"$log" 2>&1 </dev/null &
   ZOO_RANK_PIDS+=("$!")
   ZOO_RANK_LABELS+=("$label")
   ZOO_RANK_LOGS+=("$log")
@@ -233,6 +266,7 @@ zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's options, then ru
       *) ZOO_POSITIONAL+=("$1"); ZOO_FOREGROUND_ARGS+=("$1"); shift ;;
     esac
   done
+  _zoo_hccl_env
   "zoo_kind_${ZOO_KIND%%_*}"
 }
 

@@ -14,7 +14,7 @@ STANDIN = os.path.join(ROOT, "tests", "launcher_standin.py")
 MODELS = ("resnext50_32x4d", "resnext152_64x4d", "resnest50")
 # Variables a caller's shell may hold from an earlier job; each launcher must set or clear them itself.
 LAUNCHER_VARIABLES = ("RANK_TABLE_FILE", "RANK_SIZE", "RANK_ID", "DEVICE_ID", "MS_WORKER_NUM", "MS_ROLE",
-                      "SERVER_ID", "OMPI_COMM_WORLD_SIZE")
+                      "SERVER_ID", "OMPI_COMM_WORLD_SIZE", "HCCL_CONNECT_TIMEOUT", "HCCL_EXEC_TIMEOUT")
 
 
 def launcher_env(records: str, extra=None) -> dict:

