@@ -5,12 +5,14 @@
 #   scripts/launch_kinds.sh  one section per launcher kind: its usage text, then its function
 #   scripts/mpi_rank.sh      the program mpirun starts for each rank of the GPU launcher (not sourced)
 #
-# Every launcher: checks its arguments before starting anything (wrong arguments: usage, exit 2; a bad path or
-# rank table: one `error:` line, exit 2), writes everything of a run under one run folder (--output_dir, absolute;
-# default ./outputs/<model>_<launcher>_<time>), runs in the foreground and exits with the job's status. Multi-rank
-# launchers run each rank in its own folder RUN/rank_<id>/ (its working folder and log), wait for all, and on the
-# first failure stop the others (SIGTERM, SIGKILL after ZOO_STOP_GRACE seconds, default 5) and exit non-zero naming
-# the rank and showing the tail of its log.
+# Every launcher: reads its arguments as one of its forms and says which (`form: ...`, first line of its output;
+# where a ModelZoo form differs from the standard one, a first argument of digits selects it), checks them before
+# starting anything (wrong arguments: usage, exit 2; a bad path or rank table: one `error:` line, exit 2), takes
+# relative paths against the caller's current folder and hands every path on absolute, writes everything of a run
+# under one run folder (--output_dir; default ./outputs/<model>_<launcher>_<time>), runs in the foreground and exits
+# with the job's status. Multi-rank launchers run each rank in its own folder RUN/rank_<id>/ (its working folder and
+# log), wait for all, and on the first failure stop the others (SIGTERM, SIGKILL after ZOO_STOP_GRACE seconds,
+# default 5) and exit non-zero naming the rank and showing the tail of its log.
 # --background runs the same supervisor detached and prints its pid file; it writes RUN/exit_code when done.
 #
 # Environment: HCCL_CONNECT_TIMEOUT, HCCL_EXEC_TIMEOUT (exported with the defaults below unless set), ZOO_PYTHON
@@ -37,11 +39,19 @@ ZOO_INNER_RANK_LOG=""  # set when the started process is mpirun/msrun: the log o
 ZOO_RANK_PIDS=()
 ZOO_RANK_LABELS=()
 ZOO_RANK_LOGS=()
+# train.py/eval.py options (and their aliases) whose values are paths: made absolute among the -- options
+ZOO_PATH_OPTIONS="data_dir|output_dir|ckpt_path|pretrained|resume|checkpoint_path|checkpoint_file_path|config_path"
 
 # --- usage --------------------------------------------------------------------------------------------------------
 _zoo_usage() {  # _zoo_usage KIND: the kind's usage text (next to its function in launch_kinds.sh), then the rest
-  "_zoo_usage_${1%%_*}" "bash scripts/$ZOO_SCRIPT_NAME" "[--background] [--output_dir DIR]"
+  local s="bash scripts/$ZOO_SCRIPT_NAME" o="[--background] [--output_dir DIR]"
+  "_zoo_usage_${1%%_*}" "$s" "$o"
   cat <<EOF
+Prints 'form: ...' first: the form its arguments were read as. Paths may be relative to the current folder; they
+are passed on absolute, as are the values of these options after '--':
+  --${ZOO_PATH_OPTIONS//|/ --}
+--output_dir DIR: the run folder (default ./outputs/<model>_<launcher>_<time>); --background: start detached,
+pid in DIR/launcher.pid, exit status in DIR/exit_code when done.
 Environment: HCCL_CONNECT_TIMEOUT and HCCL_EXEC_TIMEOUT are exported as $ZOO_HCCL_CONNECT_DEFAULT and $ZOO_HCCL_EXEC_DEFAULT seconds unless set
 (Ascend: ranks compile for long before they link up, and wait while rank 0 evaluates or saves); ZOO_PYTHON: the
 interpreter; ZOO_STOP_GRACE: seconds from SIGTERM to SIGKILL when stopping a failed job (default 5).
@@ -54,19 +64,39 @@ _zoo_usage_error() {  # _zoo_usage_error MESSAGE: the problem, then the usage, e
   exit 2
 }
 
+zoo_form() {  # zoo_form TEXT: say which form the arguments were read as (first line of the output)
+  echo "form: $*"
+}
+
 # --- argument checks ----------------------------------------------------------------------------------------------
-zoo_need_path() {  # zoo_need_path NAME VALUE file|dir: absolute and existing, else one error line and exit 2
-  local name="$1" value="$2" kind="$3"
-  [[ "$value" == /* ]] || die 2 "$name '$value' is a relative path; pass an absolute one such as $PWD/$value"
-  if [[ "$kind" == dir ]]; then
-    [[ -d "$value" ]] || die 2 "$name '$value' is not an existing folder"
-  else
-    [[ -f "$value" ]] || die 2 "$name '$value' is not an existing file"
+zoo_abs_path() {  # zoo_abs_path PATH: PATH made absolute against the current folder (leading ./ dropped)
+  local path="$1"
+  if [[ "$path" == /* ]]; then
+    printf '%s\n' "$path"
+    return
   fi
+  while [[ "$path" == ./* ]]; do path="${path#./}"; done
+  if [[ -z "$path" || "$path" == . ]]; then printf '%s\n' "$PWD"; else printf '%s\n' "$PWD/$path"; fi
+}
+
+# zoo_need_path NAME VARIABLE file|dir: the path in $VARIABLE must exist (else one error line, exit 2); a relative
+# one is taken against the current folder, and $VARIABLE is set to the absolute path.
+zoo_need_path() {
+  local _name="$1" _var="$2" _kind="$3" _value _abs _what=folder _test=-d
+  _value="${!_var}"
+  [[ -n "$_value" ]] || die 2 "$_name is empty"
+  _abs="$(zoo_abs_path "$_value")"
+  if [[ "$_kind" == file ]]; then _what=file _test=-f; fi
+  if ! test "$_test" "$_abs"; then
+    if [[ "$_value" == /* ]]; then die 2 "$_name '$_value' is not an existing $_what"; fi
+    die 2 "$_name '$_value' is a relative path; taken against the current folder it is $_abs, which is not an" \
+      "existing $_what"
+  fi
+  printf -v "$_var" '%s' "$_abs"
 }
 
 zoo_need_int() {  # zoo_need_int NAME VALUE MIN MAX: an integer in [MIN, MAX], else usage and exit 2
-  if [[ ! "$2" =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
+  if [[ ! "$2" =~ ^[0-9]+$ ]] || ((10#$2 < $3 || 10#$2 > $4)); then
     _zoo_usage_error "$1 '$2' must be an integer from $3 to $4"
   fi
 }
@@ -83,19 +113,39 @@ _zoo_hccl_env() {  # export HCCL_CONNECT_TIMEOUT/HCCL_EXEC_TIMEOUT: the caller's
   done
 }
 
-_zoo_python() {  # the interpreter the launchers run (and msrun finds on PATH)
-  if [[ -n "${ZOO_PYTHON:-}" ]]; then echo "$ZOO_PYTHON"; return; fi
-  command -v python || command -v python3 || die 2 "no python on PATH; activate the environment (.venv) first"
+_zoo_abs_options() {  # make the values of the path options (ZOO_PATH_OPTIONS) among the -- options absolute
+  local i n=${#ZOO_EXTRA[@]} key value
+  for ((i = 0; i < n; i++)); do
+    if [[ "${ZOO_EXTRA[i]}" =~ ^--($ZOO_PATH_OPTIONS)=(.*)$ ]]; then
+      key="${BASH_REMATCH[1]}" value="${BASH_REMATCH[2]}"
+      ZOO_EXTRA[i]="--$key=$(_zoo_abs_option "$key" "$value")"
+    elif [[ "${ZOO_EXTRA[i]}" =~ ^--($ZOO_PATH_OPTIONS)$ ]] && ((i + 1 < n)); then
+      key="${BASH_REMATCH[1]}"
+      i=$((i + 1))
+      ZOO_EXTRA[i]="$(_zoo_abs_option "$key" "${ZOO_EXTRA[i]}")"
+    fi
+  done
+}
+
+_zoo_abs_option() {  # _zoo_abs_option KEY VALUE: VALUE absolute, unless empty or a word (--resume auto)
+  if [[ -z "$2" || ("$1" == resume && "$2" == auto) ]]; then printf '%s\n' "$2"; else zoo_abs_path "$2"; fi
+}
+
+_zoo_python() {  # the interpreter the launchers run (and msrun finds on PATH), absolute when given as a path
+  local py="${ZOO_PYTHON:-}"
+  if [[ -z "$py" ]]; then
+    py="$(command -v python || command -v python3)" || die 2 "no python on PATH; activate the environment (.venv) first"
+  fi
+  if [[ "$py" == */* ]]; then zoo_abs_path "$py"; else echo "$py"; fi
 }
 
 _zoo_entry() {  # _zoo_entry NAME: the model folder's NAME.py, or the stand-in named by ZOO_ENTRY_PY
-  echo "${ZOO_ENTRY_PY:-$ZOO_MODEL_DIR/$1.py}"
+  zoo_abs_path "${ZOO_ENTRY_PY:-$ZOO_MODEL_DIR/$1.py}"
 }
 
-_zoo_make_run_dir() {  # the run folder: --output_dir, or a new ./outputs/<model>_<launcher>_<time>
+_zoo_make_run_dir() {  # the run folder: --output_dir (absolute, or taken against the current folder), or a new one
   if [[ -n "$ZOO_OUTPUT_DIR" ]]; then
-    [[ "$ZOO_OUTPUT_DIR" == /* ]] || die 2 "--output_dir '$ZOO_OUTPUT_DIR' is a relative path; pass an absolute one"
-    ZOO_RUN_DIR="$ZOO_OUTPUT_DIR"
+    ZOO_RUN_DIR="$(zoo_abs_path "$ZOO_OUTPUT_DIR")"
   else
     ZOO_RUN_DIR="$PWD/outputs/$(basename "$ZOO_MODEL_DIR")_${ZOO_SCRIPT_NAME%.sh}_$(date +%Y%m%d_%H%M%S)"
     [[ ! -e "$ZOO_RUN_DIR" ]] || ZOO_RUN_DIR="${ZOO_RUN_DIR}_$$"
@@ -240,7 +290,7 @@ zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's options, then ru
     msrun | export) ZOO_TARGET="" ;;
     *) die 2 "unknown launcher kind '$ZOO_KIND'" ;;
   esac
-  ZOO_BACKGROUND=0 ZOO_OUTPUT_DIR="" ZOO_POSITIONAL=() ZOO_EXTRA=() ZOO_FOREGROUND_ARGS=()
+  ZOO_BACKGROUND=0 ZOO_OUTPUT_DIR="" ZOO_TARGET_GIVEN=0 ZOO_POSITIONAL=() ZOO_EXTRA=() ZOO_FOREGROUND_ARGS=()
   ZOO_MSRUN_OPTS=()
   local takes_target=0
   [[ "$ZOO_KIND" == msrun || "$ZOO_KIND" == eval_* || "$ZOO_KIND" == export ]] && takes_target=1
@@ -256,7 +306,7 @@ zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's options, then ru
           --device_target)
             ((takes_target)) || _zoo_usage_error "this launcher runs on $ZOO_TARGET only; --device_target is not taken"
             [[ "$2" =~ ^(Ascend|GPU|CPU)$ ]] || _zoo_usage_error "--device_target '$2' must be Ascend, GPU or CPU"
-            ZOO_TARGET="$2" ;;
+            ZOO_TARGET="$2" ZOO_TARGET_GIVEN=1 ;;
           *) [[ "$ZOO_KIND" == msrun ]] || _zoo_usage_error "$1 is an option of the msrun launcher only"
             ZOO_MSRUN_OPTS+=("$1" "$2") ;;
         esac
@@ -267,6 +317,7 @@ zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's options, then ru
     esac
   done
   _zoo_hccl_env
+  _zoo_abs_options
   "zoo_kind_${ZOO_KIND%%_*}"
 }
 

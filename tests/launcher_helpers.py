@@ -77,3 +77,10 @@ def write_table(path, servers) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(table, handle)
     return str(path)
+
+
+def form_line(proc) -> str:
+    """The launcher's `form: ...` line: the first line of its output, naming the form its arguments were read as."""
+    first = proc.stdout.splitlines()[0] if proc.stdout else ""
+    assert first.startswith("form: "), proc.stdout + proc.stderr
+    return first
