@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
-# Shared logic of every model folder's scripts/run_*.sh launcher. Sourced; a launcher is one line: zoo_launch KIND "$@".
+# The launcher library. Every model folder's scripts/run_*.sh sources it and is one line: zoo_launch KIND "$@".
 #
-# Every launcher: checks its arguments before starting anything (wrong arguments: usage, exit 2; a bad path or
-# rank table: one `error:` line, exit 2), writes everything of a run under one run folder (--output_dir, absolute;
-# default ./outputs/<model>_<launcher>_<time>), runs in the foreground and exits with the job's status. Multi-rank
-# launchers start every rank, wait for all, and on the first failure stop the others (SIGTERM, SIGKILL after
-# ZOO_STOP_GRACE seconds, default 5) and exit non-zero naming the rank and showing the tail of its log.
+#   scripts/launch_lib.sh    this file: argument parsing, path checks, run folder, process supervision, zoo_launch
+#   scripts/launch_kinds.sh  one section per launcher kind: its usage text, then its function
+#   scripts/mpi_rank.sh      the program mpirun starts for each rank of the GPU launcher (not sourced)
+#
+# Every launcher: reads its arguments as one of its forms and says which (`form: ...`, first line of its output;
+# where a ModelZoo form differs from the standard one, a first argument of digits selects it), checks them before
+# starting anything (wrong arguments: usage, exit 2; a bad path or rank table: one `error:` line, exit 2), takes
+# relative paths against the caller's current folder and hands every path on absolute, writes everything of a run
+# under one run folder (--output_dir; default ./outputs/<model>_<launcher>_<time>), runs in the foreground and exits
+# with the job's status. Multi-rank launchers run each rank in its own folder RUN/rank_<id>/ (its working folder and
+# log), wait for all, and on the first failure stop the others (SIGTERM, SIGKILL after ZOO_STOP_GRACE seconds,
+# default 5) and exit non-zero naming the rank and showing the tail of its log.
 # --background runs the same supervisor detached and prints its pid file; it writes RUN/exit_code when done.
 #
-# Environment: ZOO_PYTHON (interpreter; default `python` on PATH, else python3), ZOO_ENTRY_PY (a program to run
-# instead of the model folder's train.py/eval.py/export.py: the tests' stand-in), SERVER_ID (multi-server rank table).
+# Environment: HCCL_CONNECT_TIMEOUT, HCCL_EXEC_TIMEOUT (exported with the defaults below unless set), ZOO_PYTHON
+# (interpreter; default `python` on PATH, else python3), ZOO_ENTRY_PY (a program to run instead of the model
+# folder's train.py/eval.py/export.py: the tests' stand-in), SERVER_ID (multi-server rank table).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+# HCCL timeouts (seconds), for Ascend jobs; the caller's values win. CANN's defaults (connect 120 s, exec about
+# 1800 s) are too short for these jobs:
+# - connect: every rank reaches HCCL's first link-up (init) only after its graph compiles; for ResNeXt-152 on a cold
+#   compile cache that takes many minutes and differs between the ranks of a busy server. 1200 s covers it (CANN
+#   accepts 120 to 7200).
+# - exec: while one rank works alone (rank 0's evaluation with --run_eval, a checkpoint written to slow storage) the
+#   others wait in their next collective for up to this long. 7200 s covers a full ImageNet evaluation of the
+#   largest model here with margin, and a hung job still fails within hours, not after CANN's maximum of 17340 s.
+ZOO_HCCL_CONNECT_DEFAULT=1200
+ZOO_HCCL_EXEC_DEFAULT=7200
 
 ZOO_STOP_GRACE="${ZOO_STOP_GRACE:-5}"
 ZOO_STOP_SIGNAL=TERM  # msrun wants INT: its handler then kills the workers it started in their own sessions
@@ -20,50 +39,23 @@ ZOO_INNER_RANK_LOG=""  # set when the started process is mpirun/msrun: the log o
 ZOO_RANK_PIDS=()
 ZOO_RANK_LABELS=()
 ZOO_RANK_LOGS=()
+# train.py/eval.py options (and their aliases) whose values are paths: made absolute among the -- options
+ZOO_PATH_OPTIONS="data_dir|output_dir|ckpt_path|pretrained|resume|checkpoint_path|checkpoint_file_path|config_path"
 
 # --- usage --------------------------------------------------------------------------------------------------------
-_zoo_usage() {  # _zoo_usage KIND: the usage text of one launcher kind, on stdout
+_zoo_usage() {  # _zoo_usage KIND: the kind's usage text (next to its function in launch_kinds.sh), then the rest
   local s="bash scripts/$ZOO_SCRIPT_NAME" o="[--background] [--output_dir DIR]"
-  case "$1" in
-    ranktable) cat <<EOF
-usage: $s $o RANK_TABLE_FILE DATA_PATH [PRETRAINED_CKPT] [-- train.py options]
-Ascend data parallel from a rank table (python scripts/hccl_tools.py writes one): one process per device of this
-server, each with DEVICE_ID, RANK_ID, RANK_SIZE, RANK_TABLE_FILE set and bound to its slice of the cores.
-For a table spanning servers, run it on every server (export SERVER_ID=<server_id> if the host IP is not it).
-Logs: DIR/rank_<id>/train.log; checkpoints (rank 0) in DIR. All paths absolute.
+  "_zoo_usage_${1%%_*}" "$s" "$o"
+  cat <<EOF
+Prints 'form: ...' first: the form its arguments were read as. Paths may be relative to the current folder; they
+are passed on absolute, as are the values of these options after '--':
+  --${ZOO_PATH_OPTIONS//|/ --}
+--output_dir DIR: the run folder (default ./outputs/<model>_<launcher>_<time>); --background: start detached,
+pid in DIR/launcher.pid, exit status in DIR/exit_code when done.
+Environment: HCCL_CONNECT_TIMEOUT and HCCL_EXEC_TIMEOUT are exported as $ZOO_HCCL_CONNECT_DEFAULT and $ZOO_HCCL_EXEC_DEFAULT seconds unless set
+(Ascend: ranks compile for long before they link up, and wait while rank 0 evaluates or saves); ZOO_PYTHON: the
+interpreter; ZOO_STOP_GRACE: seconds from SIGTERM to SIGKILL when stopping a failed job (default 5).
 EOF
-    ;;
-    gpu) cat <<EOF
-usage: $s $o DATA_PATH [DEVICE_NUM=8] [PRETRAINED_CKPT] [-- train.py options]
-GPU data parallel on this server with mpirun -n DEVICE_NUM (1 to 8). Logs: DIR/rank_<id>/train.log. Paths absolute.
-EOF
-    ;;
-    msrun) cat <<EOF
-usage: $s $o [--device_target Ascend|GPU|CPU] [--worker_num TOTAL] [--node_rank R]
-       [--master_addr ADDR] [--master_port PORT] [--cluster_time_out SEC] DATA_PATH [WORKERS=8] [-- train.py options]
-Data parallel with MindSpore's msrun (--join True): WORKERS processes on this server, TOTAL (default WORKERS) in
-the whole job; on several servers give every one the same TOTAL, ADDR and PORT and its own node rank.
-Logs: DIR/msrun_logs/worker_<rank>.log. DATA_PATH absolute.
-EOF
-    ;;
-    standalone_*) cat <<EOF
-usage: $s $o DATA_PATH [PRETRAINED_CKPT] [-- train.py options]
-One-device training on ${ZOO_TARGET} (DEVICE_ID selects the device). Log: DIR/train.log. Paths absolute.
-EOF
-    ;;
-    eval_*) cat <<EOF
-usage: $s $o [--device_target Ascend|GPU|CPU] DATA_PATH CHECKPOINT_PATH [-- eval.py options]
-Evaluate a checkpoint (default device ${ZOO_TARGET}; DEVICE_ID selects the device). Log: DIR/eval.log. Paths absolute.
-EOF
-    ;;
-    export) cat <<EOF
-usage: $s $o [--device_target Ascend|GPU|CPU] CHECKPOINT_PATH [FILE_FORMAT=MINDIR] [FILE_NAME=<model>]
-       [-- export.py options]
-Export a checkpoint as MINDIR, ONNX or AIR (AIR needs Ascend; default device Ascend for AIR, else CPU).
-Log: DIR/export.log. CHECKPOINT_PATH absolute.
-EOF
-    ;;
-  esac
 }
 
 _zoo_usage_error() {  # _zoo_usage_error MESSAGE: the problem, then the usage, exit 2
@@ -72,36 +64,88 @@ _zoo_usage_error() {  # _zoo_usage_error MESSAGE: the problem, then the usage, e
   exit 2
 }
 
+zoo_form() {  # zoo_form TEXT: say which form the arguments were read as (first line of the output)
+  echo "form: $*"
+}
+
 # --- argument checks ----------------------------------------------------------------------------------------------
-zoo_need_path() {  # zoo_need_path NAME VALUE file|dir: absolute and existing, else one error line and exit 2
-  local name="$1" value="$2" kind="$3"
-  [[ "$value" == /* ]] || die 2 "$name '$value' is a relative path; pass an absolute one such as $PWD/$value"
-  if [[ "$kind" == dir ]]; then
-    [[ -d "$value" ]] || die 2 "$name '$value' is not an existing folder"
-  else
-    [[ -f "$value" ]] || die 2 "$name '$value' is not an existing file"
+zoo_abs_path() {  # zoo_abs_path PATH: PATH made absolute against the current folder (leading ./ dropped)
+  local path="$1"
+  if [[ "$path" == /* ]]; then
+    printf '%s\n' "$path"
+    return
   fi
+  while [[ "$path" == ./* ]]; do path="${path#./}"; done
+  if [[ -z "$path" || "$path" == . ]]; then printf '%s\n' "$PWD"; else printf '%s\n' "$PWD/$path"; fi
+}
+
+# zoo_need_path NAME VARIABLE file|dir: the path in $VARIABLE must exist (else one error line, exit 2); a relative
+# one is taken against the current folder, and $VARIABLE is set to the absolute path.
+zoo_need_path() {
+  local _name="$1" _var="$2" _kind="$3" _value _abs _what=folder _test=-d
+  _value="${!_var}"
+  [[ -n "$_value" ]] || die 2 "$_name is empty"
+  _abs="$(zoo_abs_path "$_value")"
+  if [[ "$_kind" == file ]]; then _what=file _test=-f; fi
+  if ! test "$_test" "$_abs"; then
+    if [[ "$_value" == /* ]]; then die 2 "$_name '$_value' is not an existing $_what"; fi
+    die 2 "$_name '$_value' is a relative path; taken against the current folder it is $_abs, which is not an" \
+      "existing $_what"
+  fi
+  printf -v "$_var" '%s' "$_abs"
 }
 
 zoo_need_int() {  # zoo_need_int NAME VALUE MIN MAX: an integer in [MIN, MAX], else usage and exit 2
-  if [[ ! "$2" =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
+  if [[ ! "$2" =~ ^[0-9]+$ ]] || ((10#$2 < $3 || 10#$2 > $4)); then
     _zoo_usage_error "$1 '$2' must be an integer from $3 to $4"
   fi
 }
 
-_zoo_python() {  # the interpreter the launchers run (and msrun finds on PATH)
-  if [[ -n "${ZOO_PYTHON:-}" ]]; then echo "$ZOO_PYTHON"; return; fi
-  command -v python || command -v python3 || die 2 "no python on PATH; activate the environment (.venv) first"
+_zoo_hccl_env() {  # export HCCL_CONNECT_TIMEOUT/HCCL_EXEC_TIMEOUT: the caller's (checked) or the defaults above
+  export HCCL_CONNECT_TIMEOUT="${HCCL_CONNECT_TIMEOUT:-$ZOO_HCCL_CONNECT_DEFAULT}"
+  export HCCL_EXEC_TIMEOUT="${HCCL_EXEC_TIMEOUT:-$ZOO_HCCL_EXEC_DEFAULT}"
+  local name min max
+  for name in HCCL_CONNECT_TIMEOUT:120:7200 HCCL_EXEC_TIMEOUT:0:17340; do  # the ranges CANN accepts
+    IFS=: read -r name min max <<<"$name"
+    if [[ ! "${!name}" =~ ^[0-9]+$ ]] || ((10#${!name} < min || 10#${!name} > max)); then
+      die 2 "$name='${!name}' must be a number of seconds from $min to $max (unset it for the default)"
+    fi
+  done
+}
+
+_zoo_abs_options() {  # make the values of the path options (ZOO_PATH_OPTIONS) among the -- options absolute
+  local i n=${#ZOO_EXTRA[@]} key value
+  for ((i = 0; i < n; i++)); do
+    if [[ "${ZOO_EXTRA[i]}" =~ ^--($ZOO_PATH_OPTIONS)=(.*)$ ]]; then
+      key="${BASH_REMATCH[1]}" value="${BASH_REMATCH[2]}"
+      ZOO_EXTRA[i]="--$key=$(_zoo_abs_option "$key" "$value")"
+    elif [[ "${ZOO_EXTRA[i]}" =~ ^--($ZOO_PATH_OPTIONS)$ ]] && ((i + 1 < n)); then
+      key="${BASH_REMATCH[1]}"
+      i=$((i + 1))
+      ZOO_EXTRA[i]="$(_zoo_abs_option "$key" "${ZOO_EXTRA[i]}")"
+    fi
+  done
+}
+
+_zoo_abs_option() {  # _zoo_abs_option KEY VALUE: VALUE absolute, unless empty or a word (--resume auto)
+  if [[ -z "$2" || ("$1" == resume && "$2" == auto) ]]; then printf '%s\n' "$2"; else zoo_abs_path "$2"; fi
+}
+
+_zoo_python() {  # the interpreter the launchers run (and msrun finds on PATH), absolute when given as a path
+  local py="${ZOO_PYTHON:-}"
+  if [[ -z "$py" ]]; then
+    py="$(command -v python || command -v python3)" || die 2 "no python on PATH; activate the environment (.venv) first"
+  fi
+  if [[ "$py" == */* ]]; then zoo_abs_path "$py"; else echo "$py"; fi
 }
 
 _zoo_entry() {  # _zoo_entry NAME: the model folder's NAME.py, or the stand-in named by ZOO_ENTRY_PY
-  echo "${ZOO_ENTRY_PY:-$ZOO_MODEL_DIR/$1.py}"
+  zoo_abs_path "${ZOO_ENTRY_PY:-$ZOO_MODEL_DIR/$1.py}"
 }
 
-_zoo_make_run_dir() {  # the run folder: --output_dir, or a new ./outputs/<model>_<launcher>_<time>
+_zoo_make_run_dir() {  # the run folder: --output_dir (absolute, or taken against the current folder), or a new one
   if [[ -n "$ZOO_OUTPUT_DIR" ]]; then
-    [[ "$ZOO_OUTPUT_DIR" == /* ]] || die 2 "--output_dir '$ZOO_OUTPUT_DIR' is a relative path; pass an absolute one"
-    ZOO_RUN_DIR="$ZOO_OUTPUT_DIR"
+    ZOO_RUN_DIR="$(zoo_abs_path "$ZOO_OUTPUT_DIR")"
   else
     ZOO_RUN_DIR="$PWD/outputs/$(basename "$ZOO_MODEL_DIR")_${ZOO_SCRIPT_NAME%.sh}_$(date +%Y%m%d_%H%M%S)"
     [[ ! -e "$ZOO_RUN_DIR" ]] || ZOO_RUN_DIR="${ZOO_RUN_DIR}_$$"
@@ -111,14 +155,17 @@ _zoo_make_run_dir() {  # the run folder: --output_dir, or a new ./outputs/<model
 }
 
 # --- running and supervising --------------------------------------------------------------------------------------
-zoo_start_rank() {  # zoo_start_rank LABEL LOG CPU_LIST COMMAND...: start one rank in its own process group
-  local label="$1" log="$2" cpus="$3"
-  shift 3
+# zoo_start_rank LABEL LOG WORK_DIR CPU_LIST COMMAND...: start one rank in its own process group, in WORK_DIR (created;
+# empty: the current folder), bound to CPU_LIST (empty: not bound), its output in LOG.
+zoo_start_rank() {
+  local label="$1" log="$2" work_dir="${3:-$PWD}" cpus="$4"
+  shift 4
   local bind=()
   if [[ -n "$cpus" ]] && command -v taskset >/dev/null; then bind=(taskset -c "$cpus"); fi
-  mkdir -p "$(dirname "$log")"
-  # setsid: the rank and everything it forks (data workers) form one group, stopped together.
-  setsid "${bind[@]}" "$@" >"$log" 2>&1 </dev/null &
+  mkdir -p "$(dirname "$log")" "$work_dir"
+  # setsid: the rank and everything it forks (data workers) form one group, stopped together. The subshell is not a
+  # group leader, so setsid execs in place and $! is the rank's pid (and its group's id).
+  (cd "$work_dir" && exec setsid "${bind[@]}" "$@") >"$log" 2>&1 </dev/null &
   ZOO_RANK_PIDS+=("$!")
   ZOO_RANK_LABELS+=("$label")
   ZOO_RANK_LOGS+=("$log")
@@ -230,7 +277,7 @@ zoo_prepare_run() {  # create the run folder, and detach here when --background 
 source "$ZOO_ROOT/scripts/launch_kinds.sh"
 
 # --- entry point --------------------------------------------------------------------------------------------------
-zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's arguments, then run the KIND launcher
+zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's options, then run the KIND launcher
   ZOO_KIND="$1"
   shift
   ZOO_SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)/$(basename "${BASH_SOURCE[1]}")"
@@ -243,7 +290,7 @@ zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's arguments, then 
     msrun | export) ZOO_TARGET="" ;;
     *) die 2 "unknown launcher kind '$ZOO_KIND'" ;;
   esac
-  ZOO_BACKGROUND=0 ZOO_OUTPUT_DIR="" ZOO_POSITIONAL=() ZOO_EXTRA=() ZOO_FOREGROUND_ARGS=()
+  ZOO_BACKGROUND=0 ZOO_OUTPUT_DIR="" ZOO_TARGET_GIVEN=0 ZOO_POSITIONAL=() ZOO_EXTRA=() ZOO_FOREGROUND_ARGS=()
   ZOO_MSRUN_OPTS=()
   local takes_target=0
   [[ "$ZOO_KIND" == msrun || "$ZOO_KIND" == eval_* || "$ZOO_KIND" == export ]] && takes_target=1
@@ -259,7 +306,7 @@ zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's arguments, then 
           --device_target)
             ((takes_target)) || _zoo_usage_error "this launcher runs on $ZOO_TARGET only; --device_target is not taken"
             [[ "$2" =~ ^(Ascend|GPU|CPU)$ ]] || _zoo_usage_error "--device_target '$2' must be Ascend, GPU or CPU"
-            ZOO_TARGET="$2" ;;
+            ZOO_TARGET="$2" ZOO_TARGET_GIVEN=1 ;;
           *) [[ "$ZOO_KIND" == msrun ]] || _zoo_usage_error "$1 is an option of the msrun launcher only"
             ZOO_MSRUN_OPTS+=("$1" "$2") ;;
         esac
@@ -269,12 +316,11 @@ zoo_launch() {  # zoo_launch KIND ARGS...: parse the launcher's arguments, then 
       *) ZOO_POSITIONAL+=("$1"); ZOO_FOREGROUND_ARGS+=("$1"); shift ;;
     esac
   done
+  _zoo_hccl_env
+  _zoo_abs_options
   "zoo_kind_${ZOO_KIND%%_*}"
 }
 
-# Run directly, this file is the per-rank wrapper that the mpirun launcher starts (see zoo_mpi_rank).
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-  [[ "${1:-}" == --mpi-rank ]] || die 2 "scripts/launch_lib.sh is sourced by the model folders' scripts/run_*.sh"
-  shift
-  zoo_mpi_rank "$@"
+  die 2 "scripts/launch_lib.sh is sourced by the model folders' scripts/run_*.sh; run one of those (--help)"
 fi

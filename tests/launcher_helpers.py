@@ -14,7 +14,7 @@ STANDIN = os.path.join(ROOT, "tests", "launcher_standin.py")
 MODELS = ("resnext50_32x4d", "resnext152_64x4d", "resnest50")
 # Variables a caller's shell may hold from an earlier job; each launcher must set or clear them itself.
 LAUNCHER_VARIABLES = ("RANK_TABLE_FILE", "RANK_SIZE", "RANK_ID", "DEVICE_ID", "MS_WORKER_NUM", "MS_ROLE",
-                      "SERVER_ID", "OMPI_COMM_WORLD_SIZE")
+                      "SERVER_ID", "OMPI_COMM_WORLD_SIZE", "HCCL_CONNECT_TIMEOUT", "HCCL_EXEC_TIMEOUT")
 
 
 def launcher_env(records: str, extra=None) -> dict:
@@ -77,3 +77,10 @@ def write_table(path, servers) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(table, handle)
     return str(path)
+
+
+def form_line(proc) -> str:
+    """The launcher's `form: ...` line: the first line of its output, naming the form its arguments were read as."""
+    first = proc.stdout.splitlines()[0] if proc.stdout else ""
+    assert first.startswith("form: "), proc.stdout + proc.stderr
+    return first

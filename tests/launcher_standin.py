@@ -1,9 +1,9 @@
 """Stand-in for train.py/eval.py/export.py in the launcher tests (the launchers run it through ZOO_ENTRY_PY).
 
-Records what a rank saw (launcher variables, arguments, CPU affinity, pid) as STANDIN_OUT/<RANK_ID>.<pid>.json,
-prints a line, then: exits 1 after STANDIN_FAIL_AFTER seconds (default 0.3) when RANK_ID equals STANDIN_FAIL_RANK,
-otherwise sleeps STANDIN_SLEEP seconds (default 0) and exits 0. msrun's scheduler role (MS_ROLE=MS_SCHED) exits 0
-at once. Only the standard library, so it starts fast.
+Records what a rank saw (launcher and HCCL variables, arguments, CPU affinity, pid, working folder) as
+STANDIN_OUT/<RANK_ID>.<pid>.json, prints a line, then: exits 1 after STANDIN_FAIL_AFTER seconds (default 0.3) when
+RANK_ID equals STANDIN_FAIL_RANK, otherwise sleeps STANDIN_SLEEP seconds (default 0) and exits 0. msrun's scheduler
+role (MS_ROLE=MS_SCHED) exits 0 at once. Only the standard library, so it starts fast.
 """
 import json
 import os
@@ -11,7 +11,8 @@ import sys
 import time
 
 VARIABLES = ("DEVICE_ID", "RANK_ID", "RANK_SIZE", "RANK_TABLE_FILE", "MS_ROLE", "MS_WORKER_NUM",
-             "MS_SCHED_HOST", "MS_SCHED_PORT", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")
+             "MS_SCHED_HOST", "MS_SCHED_PORT", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+             "HCCL_CONNECT_TIMEOUT", "HCCL_EXEC_TIMEOUT")
 
 
 def main() -> int:
