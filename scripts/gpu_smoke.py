@@ -26,7 +26,8 @@ from typing import Dict, List, Optional, Sequence
 TORCH_ARCHS = {"resnext50_32x4d": ("torchvision", "resnext50_32x4d"), "resnest50": ("timm", "resnest50d")}
 
 
-def write_jpegs(out_dir: str, train: int, val: int, size: int = 224, classes: int = 10, seed: int = 0) -> Dict[str, int]:
+def write_jpegs(out_dir: str, train: int, val: int, size: int = 224, classes: int = 10,
+                seed: int = 0) -> Dict[str, int]:
     """`train` and `val` JPEGs spread evenly over `classes` class folders; returns the count per split."""
     import numpy as np
     from PIL import Image
