@@ -21,6 +21,8 @@ import socket
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root: common/
+
 DEVICE_GROUPS = (1, 2, 4, 8)  # Ascend devices usable together on one server
 EXIT_USER_ERROR = 2
 
@@ -236,15 +238,19 @@ def check_lines(path: str, server_id: str, host_ips: Sequence[str], env_rank_siz
 
 
 def write_json(table: dict, output: str) -> None:
-    """Write through a temporary file so an interrupted run never leaves half a table."""
-    tmp = f"{output}.tmp{os.getpid()}"
-    try:
+    """Write atomically (common.fileio) so an interrupted run never leaves half a table."""
+    from common.errors import UserError
+    from common.fileio import atomic_write
+
+    def dump(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(table, handle, indent=4)
             handle.write("\n")
-        os.replace(tmp, output)
-    except OSError as exc:
-        raise TableError(f"cannot write '{output}' ({exc.strerror})") from None
+
+    try:
+        atomic_write(output, dump, "rank table", "choose a writable --output")
+    except UserError as exc:
+        raise TableError(str(exc)) from None
     print(f"rank table written to {os.path.abspath(output)}")
 
 
