@@ -6,9 +6,9 @@ import struct
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from conftest import ROOT, run_cli
+from image_data import write_images
 
 SCRIPT = os.path.join("scripts", "plot_run.py")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -21,19 +21,6 @@ def load_plot_run():
     finally:
         sys.path.pop(0)
     return plot_run
-
-
-def write_images(root, per_class, seed):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for c in range(2):
-        folder = os.path.join(root, f"class{c}")
-        os.makedirs(folder, exist_ok=True)
-        for i in range(per_class):
-            pixels = (rng.random((32, 32, 3)) * 120).astype(np.uint8)
-            pixels[..., c] += 120  # class = dominant colour channel
-            Image.fromarray(pixels).save(os.path.join(folder, f"{i:02d}.jpg"), quality=90)
 
 
 @pytest.fixture(scope="module")

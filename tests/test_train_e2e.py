@@ -13,25 +13,13 @@ import sys
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli
+from image_data import write_images
 
 TRAIN = os.path.join("resnext50_32x4d", "train.py")
 ARCH = "resnext50_32x4d"
 BASE = ["--device_target", "CPU", "--mode", "graph", "--num_classes", "2", "--image_size", "32", "--batch_size", "4",
         "--epoch_size", "3", "--lr", "0.01", "--warmup_epochs", "1", "--log_interval", "1", "--amp_level", "O0",
         "--loss_scale_type", "dynamic", "--loss_scale", "1024", "--keep_checkpoint_max", "2", "--seed", "7"]
-
-
-def write_images(root, per_class, seed):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for c in range(2):
-        folder = os.path.join(root, f"class{c}")
-        os.makedirs(folder, exist_ok=True)
-        for i in range(per_class):
-            pixels = (rng.random((32, 32, 3)) * 120).astype(np.uint8)
-            pixels[..., c] += 120  # class = dominant colour channel
-            Image.fromarray(pixels).save(os.path.join(folder, f"{i:02d}.jpg"), quality=90)
 
 
 @pytest.fixture(scope="module")
