@@ -50,3 +50,14 @@ def init_context(device_target: str, mode: str = "graph", jit_level: str = "", d
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=info.group_size)
     return info
+
+
+def any_rank(value: int, group_size: int) -> int:
+    """The largest of `value` over all ranks (a stop request seen by one rank stops all, at the same step); `value`
+    itself in a single-process run. Every rank must call it at the same point of the run."""
+    if group_size <= 1:
+        return int(value)
+    import mindspore as ms
+    from mindspore import ops
+
+    return int(ops.AllReduce(ops.ReduceOp.MAX)(ms.Tensor([int(value)], ms.int32)).asnumpy()[0])

@@ -6,8 +6,8 @@ step.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
-import math
 import os
 import signal
 import sys
@@ -16,13 +16,15 @@ from typing import List, Optional, Sequence, Tuple
 import mindspore as ms
 
 from ..config import dump_config
+from ..cpu_ops import native_ops
 from ..data.folder import CheckedImageSource, check_data_files, scan_image_folder, split_dir
 from ..errors import UserError
 from ..fileio import check_writable_folder, write_json
 from ..inference.class_names import CLASS_NAMES_FILE
 from ..weights.checkpoint import list_checkpoints, read_checkpoint
 from .hooks import CheckpointSaver, MetricsWriter, StepLogger, rss_mb
-from .step import build_train_step
+from .lr_schedule import lr_notes
+from .step import build_train_step, effective_amp_level
 
 USAGE = ("usage: python <model>/train.py --data_dir DIR --device_target {Ascend,GPU,CPU} --output_dir OUT "
          "[--<any option> VALUE] [--config_path FILE]")
@@ -126,7 +128,13 @@ def train(cfg, model) -> int:
         raise UserError(f"the training split has {len(samples)} images, fewer than one global batch of "
                         f"{global_batch}; lower --batch_size")
 
-    net = model.get_network(cfg)
+    amp_level = effective_amp_level(cfg, cfg.device_target)
+    if dist.is_main:
+        for line in lr_notes(cfg, dist.group_size) + [_amp_note(cfg, amp_level)]:
+            print(line, flush=True)
+    # float16 on CPU (forced) needs MindSpore's own kernels: the zoo's CPU operators are float32 only
+    with native_ops() if cfg.device_target == "CPU" and amp_level != "O0" else contextlib.nullcontext():
+        net = model.get_network(cfg)
     if cfg.pretrained:
         note = load_pretrained(net, cfg.pretrained, cfg.num_classes, pretrained_params)
         if dist.is_main:
@@ -136,7 +144,9 @@ def train(cfg, model) -> int:
     start_epoch, start_step = 0, 0
     if resume_path:
         # a fixed loss scale is a setting (this run's value wins); a dynamic one is state and carries on
-        keep = FROM_CONFIG + (("scale_sense",) if cfg.loss_scale_type == "fixed" else ())
+        # the in-a-row counters are per-process: a checkpoint of an older step lacks them, and a run restarts them
+        keep = FROM_CONFIG + ("skipped_steps_in_a_row", "skipped_steps_longest_run") + (
+            ("scale_sense",) if cfg.loss_scale_type == "fixed" else ())
         start_epoch, start_step = restore_training_state(step_cell, net, resume_path, steps_per_epoch, keep,
                                                            resume_params)
         if dist.is_main:
@@ -154,6 +164,11 @@ def train(cfg, model) -> int:
 
 def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, start: Tuple[int, int],
               resumed_from: Optional[str]) -> int:
+    """The epochs, stepped from Python. The device is asked for the losses and the overflow counters once per log
+    window (every log_interval steps and at the end of an epoch), not every step; in multi-rank runs the ranks agree
+    on a stop request at those same points (every rank runs the same steps, so they meet there)."""
+    from ..context import any_rank
+
     start_epoch, start_step = start
     source = CheckedImageSource(samples, strict=cfg.strict_data)
     saver = CheckpointSaver(cfg.output_dir, cfg.arch, cfg.keep_checkpoint_max, enabled=dist.is_main)
@@ -162,15 +177,16 @@ def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, s
     metrics = MetricsWriter(cfg.output_dir, enabled=dist.is_main)
     evaluate = model.eval_callback(net, cfg, dist, saver)
     stop = StopRequest()
-    bad_in_a_row = 0
     for epoch in range(start_epoch + 1, cfg.epoch_size + 1):
         # A fresh pipeline per epoch, seeded by the epoch, so a resumed run sees the same order and augmentations.
         dataset, _ = model.create_dataset(cfg, "train", True, dist.rank, dist.group_size, seed=cfg.seed + epoch,
-                                    source=source)
+                                          source=source)
         bad_before, skipped_before = source.skipped, int(step_cell.skipped_steps.asnumpy())
+        skipped_seen = skipped_before
         logger.begin_epoch()
         iterator = dataset.create_tuple_iterator(num_epochs=1)
         skip = start_step if epoch == start_epoch + 1 else 0
+        window: List = []  # loss tensors of the steps not fetched yet
         for index, (images, labels) in enumerate(iterator):
             if index < skip:
                 continue  # replay the data of the steps done before the checkpoint (keeps augmentation RNG exact)
@@ -179,21 +195,23 @@ def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, s
             # Every step: a data pipeline's C++ launch replaces the process's SIGTERM handler (MindSpore 2.8), so
             # ours is put back once the batch is in hand (a few microseconds).
             stop.install()
-            loss = float(step_cell(images, labels).asnumpy())
+            window.append(step_cell(images, labels))
             source.raise_if_bad()
             step = index + 1
-            if not math.isfinite(loss) or bool(step_cell.last_overflow.asnumpy()):
-                bad_in_a_row += 1
-                _check_nonfinite(cfg, loss, epoch, step, bad_in_a_row, saver)
-            else:
-                bad_in_a_row = 0
-            logger.step(epoch, step, loss)
-            if stop.signum:
+            fetch = step % cfg.log_interval == 0 or step == steps_per_epoch
+            if not fetch and not (stop.signum and dist.group_size == 1):
+                continue
+            losses = [float(v) for v in ms.ops.stack(window).asnumpy()]  # one device sync per window
+            window = []
+            skipped_seen = _check_nonfinite(cfg, step_cell, losses[-1], epoch, step, saver, skipped_seen, dist)
+            logger.steps(epoch, step, losses)
+            signum = any_rank(stop.signum, dist.group_size) if fetch else stop.signum
+            if signum:
                 path = saver.save(step_cell, epoch, step, steps_per_epoch)
                 if dist.is_main:
-                    print(f"error: stopped by {signal.Signals(stop.signum).name} at epoch {epoch} step {step}; "
+                    print(f"error: stopped by {signal.Signals(signum).name} at epoch {epoch} step {step}; "
                           f"checkpoint '{path}' written; continue with --resume auto", file=sys.stderr, flush=True)
-                return SIGNAL_EXIT + stop.signum
+                return SIGNAL_EXIT + signum
         del iterator, dataset
         gc.collect()  # drop the epoch's pipeline before the next one is built (flat memory over epochs)
         stats = logger.end_epoch()
@@ -210,20 +228,45 @@ def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, s
     return 0
 
 
+def _amp_note(cfg, amp_level: str) -> str:
+    if cfg.device_target == "CPU" and amp_level != cfg.amp_level:
+        return (f"note: amp_level {cfg.amp_level} is not applied on CPU: training runs float32 (MindSpore's float16 "
+                f"CPU kernels are slower and overflowed at step 1); pass --amp_on_cpu true to force it")
+    if amp_level == "O0":
+        return "amp: O0, training runs float32"
+    return f"amp: {amp_level} float16 (BatchNorm and the loss float32)"
+
+
 def _lr_of(step_cell, step: int) -> float:
     values = step_cell.lr_values
     return float(values[min(step, len(values) - 1)])
 
 
-def _check_nonfinite(cfg, loss: float, epoch: int, step: int, bad_in_a_row: int, saver: CheckpointSaver) -> None:
-    """Stop on a non-finite loss with a fixed loss scale, or after too many in a row with a dynamic one."""
-    if cfg.loss_scale_type == "dynamic" and bad_in_a_row < cfg.nonfinite_patience:
-        return
-    last = f"the last good checkpoint is '{saver.last_path}'" if saver.last_path else "no checkpoint was written"
-    why = (f"{bad_in_a_row} steps in a row" if cfg.loss_scale_type == "dynamic"
-           else f"with the fixed loss scale {cfg.loss_scale:g}")
-    raise UserError(f"training diverged: loss is {loss} (non-finite gradients) at epoch {epoch} step {step}, {why}; "
-                    f"{last}; lower --lr, or use --loss_scale_type dynamic with AMP")
+def _check_nonfinite(cfg, step_cell, loss: float, epoch: int, step: int, saver: CheckpointSaver, skipped_seen: int,
+                     dist) -> int:
+    """After a log window: log the steps skipped in it, and stop once `nonfinite_patience` steps in a row were
+    skipped, with a fixed loss scale as with a dynamic one (ModelZoo semantics: an isolated overflow step is skipped,
+    not fatal). Returns the skipped-step count seen so far."""
+    skipped = int(step_cell.skipped_steps.asnumpy())
+    longest = int(step_cell.skipped_steps_longest_run.asnumpy())
+    if skipped > skipped_seen and dist.is_main:
+        print(f"warning: epoch {epoch}: {skipped - skipped_seen} step(s) up to step {step} skipped for non-finite "
+              f"gradients ({_scale_words(cfg, step_cell)})", flush=True)
+    if longest >= cfg.nonfinite_patience:
+        last = f"the last good checkpoint is '{saver.last_path}'" if saver.last_path else "no checkpoint was written"
+        raise UserError(f"training diverged: {longest} steps in a row with non-finite gradients up to epoch {epoch} "
+                        f"step {step} (nonfinite_patience {cfg.nonfinite_patience}, last loss {loss}), "
+                        f"{_scale_words(cfg, step_cell)}; {last}; lower --lr, or use --loss_scale_type dynamic with "
+                        f"AMP")
+    # the longest run restarts from the current one, so the next window is judged on its own steps
+    step_cell.skipped_steps_longest_run.set_data(ms.Tensor(step_cell.skipped_steps_in_a_row.asnumpy()))
+    return skipped
+
+
+def _scale_words(cfg, step_cell) -> str:
+    if cfg.loss_scale_type == "fixed":
+        return f"with the fixed loss scale {cfg.loss_scale:g}"
+    return f"dynamic loss scale now {step_cell.loss_scale:g}"
 
 
 def _report_skips(dist, source: CheckedImageSource, bad_before: int, step_cell, skipped_before: int, epoch: int,
