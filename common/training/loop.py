@@ -118,9 +118,6 @@ def train(cfg, model) -> int:
         check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)
     if cfg.strict_data:
         check_data_files(samples)
-    if cfg.dataset_sink_mode and dist.is_main:
-        print("note: dataset_sink_mode is ignored: train.py steps from Python so that it can stop, checkpoint and "
-              "resume at any step", flush=True)
     ms.set_seed(cfg.seed)
     global_batch = cfg.batch_size * dist.group_size
     steps_per_epoch = len(samples) // global_batch
@@ -164,55 +161,39 @@ def train(cfg, model) -> int:
 
 def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, start: Tuple[int, int],
               resumed_from: Optional[str]) -> int:
-    """The epochs, stepped from Python. The device is asked for the losses and the overflow counters once per log
-    window (every log_interval steps and at the end of an epoch), not every step; in multi-rank runs the ranks agree
-    on a stop request at those same points (every rank runs the same steps, so they meet there)."""
-    from ..context import any_rank
+    """The epochs. Each runs stepped from Python (`_epoch_stepped`) or, with dataset_sink_mode on Ascend/GPU, in
+    sink chunks (common.training.sink). Either way the device is asked for losses and overflow counters only at
+    chunk ends (every log_interval steps, or the sink chunk, and at the end of an epoch), and in multi-rank runs the
+    ranks agree on a stop request at those same points (every rank runs the same steps, so they meet there)."""
+    from . import sink
 
     start_epoch, start_step = start
     source = CheckedImageSource(samples, strict=cfg.strict_data)
     saver = CheckpointSaver(cfg.output_dir, cfg.arch, cfg.keep_checkpoint_max, enabled=dist.is_main)
     saver.last_path = resumed_from  # the last good checkpoint until this run writes one
     logger = StepLogger(steps_per_epoch, cfg.batch_size * dist.group_size, cfg.log_interval, enabled=dist.is_main)
+    run = EpochRun(cfg, dist, step_cell, saver, logger, StopRequest(), steps_per_epoch, source)
     metrics = MetricsWriter(cfg.output_dir, enabled=dist.is_main)
     evaluate = model.eval_callback(net, cfg, dist, saver)
-    stop = StopRequest()
+    chunk = sink.chunk_size(steps_per_epoch, cfg.log_interval)
+    use_sink = sink.sink_applies(cfg)
+    if dist.is_main and cfg.dataset_sink_mode:
+        print(sink.sink_note(cfg, use_sink, chunk), flush=True)
     for epoch in range(start_epoch + 1, cfg.epoch_size + 1):
         # A fresh pipeline per epoch, seeded by the epoch, so a resumed run sees the same order and augmentations.
         dataset, _ = model.create_dataset(cfg, "train", True, dist.rank, dist.group_size, seed=cfg.seed + epoch,
                                           source=source)
         bad_before, skipped_before = source.skipped, int(step_cell.skipped_steps.asnumpy())
-        skipped_seen = skipped_before
+        run.skipped_seen = skipped_before
         logger.begin_epoch()
-        iterator = dataset.create_tuple_iterator(num_epochs=1)
         skip = start_step if epoch == start_epoch + 1 else 0
-        window: List = []  # loss tensors of the steps not fetched yet
-        for index, (images, labels) in enumerate(iterator):
-            if index < skip:
-                continue  # replay the data of the steps done before the checkpoint (keeps augmentation RNG exact)
-            if index >= steps_per_epoch:
-                break
-            # Every step: a data pipeline's C++ launch replaces the process's SIGTERM handler (MindSpore 2.8), so
-            # ours is put back once the batch is in hand (a few microseconds).
-            stop.install()
-            window.append(step_cell(images, labels))
-            source.raise_if_bad()
-            step = index + 1
-            fetch = step % cfg.log_interval == 0 or step == steps_per_epoch
-            if not fetch and not (stop.signum and dist.group_size == 1):
-                continue
-            losses = [float(v) for v in ms.ops.stack(window).asnumpy()]  # one device sync per window
-            window = []
-            skipped_seen = _check_nonfinite(cfg, step_cell, losses[-1], epoch, step, saver, skipped_seen, dist)
-            logger.steps(epoch, step, losses)
-            signum = any_rank(stop.signum, dist.group_size) if fetch else stop.signum
-            if signum:
-                path = saver.save(step_cell, epoch, step, steps_per_epoch)
-                if dist.is_main:
-                    print(f"error: stopped by {signal.Signals(signum).name} at epoch {epoch} step {step}; "
-                          f"checkpoint '{path}' written; continue with --resume auto", file=sys.stderr, flush=True)
-                return SIGNAL_EXIT + signum
-        del iterator, dataset
+        if use_sink and skip % chunk == 0:
+            stopped = sink.run_epoch(run, dataset, epoch, skip, chunk)
+        else:  # a checkpoint of a stepped run between chunk ends: this epoch is stepped, the next ones sink again
+            stopped = _epoch_stepped(run, dataset, epoch, skip)
+        del dataset
+        if stopped:
+            return stopped
         gc.collect()  # drop the epoch's pipeline before the next one is built (flat memory over epochs)
         stats = logger.end_epoch()
         record = {"epoch": epoch, "loss": stats["loss"], "lr": _lr_of(step_cell, epoch * steps_per_epoch - 1),
@@ -225,6 +206,65 @@ def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, s
             record.update(top1=result["top1"], top5=result["top5"])
         record["rss_mb"] = round(rss_mb(), 1)
         metrics.write(record)
+    return 0
+
+
+class EpochRun:
+    """What an epoch needs, stepped or sunk; `chunk_end` is the one place where a chunk of steps is judged."""
+
+    def __init__(self, cfg, dist, step_cell, saver: CheckpointSaver, logger: StepLogger, stop: StopRequest,
+                 steps_per_epoch: int, source: CheckedImageSource) -> None:
+        self.cfg, self.dist, self.step_cell, self.saver, self.logger = cfg, dist, step_cell, saver, logger
+        self.stop, self.steps_per_epoch, self.source = stop, steps_per_epoch, source
+        self.skipped_seen = 0
+
+    def chunk_end(self, epoch: int, step: int, losses: List[float], agree: bool = True) -> int:
+        """After the steps ending with `step`: log them, stop on too many non-finite steps in a row, and return the
+        signal of an agreed stop request (0: go on). `agree`: all ranks are at this point (an all-reduce)."""
+        from ..context import any_rank
+
+        self.skipped_seen = _check_nonfinite(self.cfg, self.step_cell, losses[-1], epoch, step, self.saver,
+                                             self.skipped_seen, self.dist)
+        self.logger.steps(epoch, step, losses)
+        return any_rank(self.stop.signum, self.dist.group_size) if agree else self.stop.signum
+
+    def stopped(self, signum: int, epoch: int, step: int) -> int:
+        """Checkpoint (rank 0) after an agreed stop at `step`; returns the exit status."""
+        from ..context import any_rank
+
+        path = self.saver.save(self.step_cell, epoch, step, self.steps_per_epoch)
+        # a barrier: no rank exits (and has its launcher end the job) before rank 0's checkpoint is complete
+        any_rank(0, self.dist.group_size)
+        if self.dist.is_main:
+            print(f"error: stopped by {signal.Signals(signum).name} at epoch {epoch} step {step}; "
+                  f"checkpoint '{path}' written; continue with --resume auto", file=sys.stderr, flush=True)
+        return SIGNAL_EXIT + signum
+
+
+def _epoch_stepped(run: EpochRun, dataset, epoch: int, skip: int) -> int:
+    """One epoch stepped from Python from step `skip`; returns the exit status of a stop, else 0."""
+    iterator = dataset.create_tuple_iterator(num_epochs=1)
+    window: List = []  # loss tensors of the steps not fetched yet
+    single = run.dist.group_size == 1
+    for index, (images, labels) in enumerate(iterator):
+        if index < skip:
+            continue  # replay the data of the steps done before the checkpoint (keeps augmentation RNG exact)
+        if index >= run.steps_per_epoch:
+            break
+        # Every step: a data pipeline's C++ launch replaces the process's SIGTERM handler (MindSpore 2.8), so
+        # ours is put back once the batch is in hand (a few microseconds).
+        run.stop.install()
+        window.append(run.step_cell(images, labels))
+        run.source.raise_if_bad()
+        step = index + 1
+        fetch = step % run.cfg.log_interval == 0 or step == run.steps_per_epoch
+        if not fetch and not (run.stop.signum and single):  # one process stops at once, ranks at a chunk end
+            continue
+        losses = [float(v) for v in ms.ops.stack(window).asnumpy()]  # one device sync per window
+        window = []
+        signum = run.chunk_end(epoch, step, losses, agree=fetch)
+        if signum:
+            return run.stopped(signum, epoch, step)
     return 0
 
 
