@@ -108,8 +108,8 @@ SCHEMA: Dict[str, Option] = {
     "amp_level": Option("O0", "str", "mixed precision level", choices=("O0", "O1", "O2", "O3")),
     "loss_scale": Option(1024.0, "float", "loss scale (initial value when dynamic)", **POS),
     "loss_scale_type": Option("fixed", "str", "fixed or dynamic loss scaling", choices=("fixed", "dynamic")),
-    "nonfinite_patience": Option(20, "int", "dynamic loss scale: consecutive non-finite steps tolerated before the "
-                                            "run stops", **POS),
+    "nonfinite_patience": Option(20, "int", "consecutive non-finite (skipped) steps tolerated before the run "
+                                            "stops, fixed or dynamic loss scale", **POS),
     # --- checkpoints, eval, logs ---
     "save_checkpoint_epochs": Option(1, "int", "save a checkpoint every N epochs", **POS),
     "keep_checkpoint_max": Option(10, "int", "newest checkpoints kept (best.ckpt is kept apart)", **POS),
@@ -119,6 +119,9 @@ SCHEMA: Dict[str, Option] = {
     "log_interval": Option(100, "int", "steps between per-step log lines", **POS),
     "dataset_sink_mode": Option(False, "bool", "sink the data pipeline into the device graph (Ascend/GPU)"),
     "checkpoint_path": Option("", "str", "eval/export/predict: checkpoint to load"),
+    # --- accelerator path (issue 14) ---
+    "amp_on_cpu": Option(False, "bool", "apply amp_level on CPU too (default: CPU trains float32, its float16 "
+                                        "kernels are slower and overflowed at step 1)"),
 }
 
 ALIASES = {"per_batch_size": "batch_size", "max_epoch": "epoch_size", "ckpt_path": "output_dir",
@@ -248,9 +251,6 @@ def load_config(default_yaml: Optional[str], argv: Sequence[str] = (), extra: Op
 
 
 def _check_relations(cfg: Dict[str, Any]) -> None:
-    if cfg["warmup_epochs"] > cfg["epoch_size"]:
-        raise UserError(f"warmup_epochs={cfg['warmup_epochs']} is longer than epoch_size={cfg['epoch_size']}; "
-                        f"lower warmup_epochs or raise epoch_size")
     if cfg["lr_scheduler"] == "multistep" and sorted(cfg["lr_epochs"]) != cfg["lr_epochs"]:
         raise UserError(f"lr_epochs={cfg['lr_epochs']} must be increasing")
 

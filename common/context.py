@@ -50,3 +50,19 @@ def init_context(device_target: str, mode: str = "graph", jit_level: str = "", d
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=info.group_size)
     return info
+
+
+def any_rank(signum: int, group_size: int) -> int:
+    """A stop request seen by any rank, as a signal number: this rank's own, else SIGTERM when another rank saw one,
+    else 0. Every rank must call it at the same point of the run (it is an all-reduce when group_size > 1), so all
+    stop at the same step."""
+    if group_size <= 1:
+        return int(signum)
+    import signal
+
+    import mindspore as ms
+    from mindspore import ops
+
+    # a float32 sum: the CPU AllReduce kernel takes float16/float32 only
+    seen = float(ops.AllReduce(ops.ReduceOp.SUM)(ms.Tensor([1.0 if signum else 0.0], ms.float32)).asnumpy()[0])
+    return int(signum) or (int(signal.SIGTERM) if seen > 0 else 0)

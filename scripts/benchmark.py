@@ -59,6 +59,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--json", default="", help="write the results here")
     p.add_argument("--ab", default="", help=f"also time ours built with this switch at 0, one of {', '.join(SWITCHES)}")
     p.add_argument("--num_classes", type=int, default=1000)
+    p.add_argument("--sync_every", type=int, default=0,
+                   help="train: 0 = read the loss after every step; 1 = loss and overflow flag every step (train.py "
+                        "before issue 14); K > 1 = K steps, then one read of their losses and the overflow counters "
+                        "(train.py now, log_interval K); times are per step")
     p.add_argument("--amp_level", default="", help="override the recipe's AMP level ('' = recipe; CPU: O0)")
     p.add_argument("--ms_mode", default="graph", choices=("graph", "pynative"))
     p.add_argument("--jit_level", default="", choices=("", "O0", "O1", "O2"))
@@ -120,7 +124,7 @@ def time_alternating(runs: Dict[str, Callable[[], None]], steps: int) -> Dict[st
 
 
 # ----------------------------------------------------------------------------------------------- ours (MindSpore)
-def ours_step(cfg, training: bool, group_size: int = 1) -> Callable[[], None]:
+def ours_step(cfg, training: bool, group_size: int = 1, sync_every: int = 0) -> Callable[[], None]:
     """One call of the real training step (or of the inference network) on a fixed random batch."""
     import mindspore as ms
     import numpy as np
@@ -138,7 +142,15 @@ def ours_step(cfg, training: bool, group_size: int = 1) -> Callable[[], None]:
         fold_batchnorm(net)  # as eval.py / predict.py / export.py run it (common.inference.load_inference_network)
         return lambda: net(images).asnumpy()
     step = build_ms_train_step(net, cfg, group_size)
-    return lambda: step(images, labels).asnumpy()
+    if sync_every == 1:
+        return lambda: (float(step(images, labels).asnumpy()), bool(step.last_overflow.asnumpy()))
+
+    def window() -> None:
+        losses = [step(images, labels) for _ in range(sync_every)]
+        ms.ops.stack(losses).asnumpy()
+        int(step.skipped_steps.asnumpy()), int(step.skipped_steps_longest_run.asnumpy())
+
+    return window if sync_every > 1 else (lambda: step(images, labels).asnumpy())
 
 
 def build_ms_train_step(net, cfg, group_size: int = 1):
@@ -204,7 +216,7 @@ def theirs_step(cfg, training: bool) -> Callable[[], None]:
 def run_model(args, cfg, group_size: int = 1) -> dict:
     """train / eval: warm up, then time ours and theirs alternately; img/s from the median step (all workers')."""
     training = args.mode == "train"
-    ours = ours_step(cfg, training, group_size)
+    ours = ours_step(cfg, training, group_size, args.sync_every if training else 0)
     start = time.perf_counter()
     ours()
     first_s = time.perf_counter() - start
@@ -233,6 +245,8 @@ def run_model(args, cfg, group_size: int = 1) -> dict:
     times = time_alternating(runs, args.steps)
     result = {}
     for name, secs in times.items():
+        per_call = args.sync_every if training and name == "ours" and args.sync_every > 1 else 1
+        secs = [s / per_call for s in secs]
         step_s = median(secs)
         images = cfg.batch_size * (1 if name == "theirs" else group_size)
         result[name] = {"img_s": images / step_s, "ms_step": 1000 * step_s,

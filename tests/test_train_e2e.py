@@ -129,9 +129,10 @@ def test_fixed_loss_scale_overflow_stops_and_keeps_the_checkpoint(data_dir, tmp_
     assert result.returncode == 0, result.stderr
     ckpt = out / f"{ARCH}-1_4.ckpt"
     before = ckpt.read_bytes()
-    # a fixed loss scale of 1e38 overflows every gradient: the run must stop, not train on
+    # a fixed loss scale of 1e38 overflows every gradient: skipped steps are tolerated up to nonfinite_patience in a
+    # row (ModelZoo semantics), then the run stops instead of training on
     result = run_cli(train_args(data_dir, out, "--epoch_size", "2", "--resume", "auto", "--loss_scale_type", "fixed",
-                                "--loss_scale", "1e38"))
+                                "--loss_scale", "1e38", "--nonfinite_patience", "3"))
     assert_user_error(result, "diverged", "fixed loss scale", str(ckpt))
     assert ckpt.read_bytes() == before
     assert sorted(n for n in os.listdir(out) if n.endswith(".ckpt")) == [ckpt.name]

@@ -10,7 +10,7 @@ import json
 import os
 import resource
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import UserError
 from ..weights.checkpoint import checkpoint_name, list_checkpoints, save_checkpoint_atomic
@@ -47,11 +47,17 @@ class StepLogger:
 
     def step(self, epoch: int, step: int, loss: float) -> None:
         """After step `step` (1-based within epoch `epoch`, 1-based) with its loss."""
-        self.window_steps += 1
-        self.epoch_steps += 1
-        self.losses.append(loss)
-        if not self.enabled or (step % self.log_interval and step != self.steps_per_epoch):
+        self.steps(epoch, step, [loss])
+
+    def steps(self, epoch: int, step: int, losses: Sequence[float]) -> None:
+        """After the steps ending with `step`, with their losses in order: the loop fetches losses from the device
+        once per log window, not every step."""
+        self.window_steps += len(losses)
+        self.epoch_steps += len(losses)
+        self.losses.extend(losses)
+        if not self.enabled or not losses or (step % self.log_interval and step != self.steps_per_epoch):
             return
+        loss = losses[-1]
         now = time.perf_counter()
         fps = self.window_steps * self.global_batch / max(now - self.window_start, 1e-9)
         global_iter = (epoch - 1) * self.steps_per_epoch + step - 1

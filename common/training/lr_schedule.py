@@ -7,7 +7,7 @@ ModelZoo and MindCV schedules do; cosine anneals over the steps after warm-up.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import List, Sequence
 
 import numpy as np
 
@@ -43,13 +43,34 @@ def lr_at_step(step: int, steps_per_epoch: int, total_steps: int, peak: float, s
                     f"or constant")
 
 
+def warmup_epochs_of(cfg) -> float:
+    """The warm-up this run does: cfg.warmup_epochs, shortened to the whole run when it is longer (a 1-epoch smoke
+    run of a 5-epoch warm-up recipe warms up over its one epoch instead of being refused)."""
+    return min(cfg.warmup_epochs, float(cfg.epoch_size))
+
+
+def lr_notes(cfg, group_size: int = 1) -> List[str]:
+    """Lines for the log: the peak LR after linear scaling, and a shortened warm-up."""
+    global_batch = cfg.batch_size * group_size
+    peak = scaled_lr(cfg.lr, cfg.lr_base_batch_size, global_batch)
+    if cfg.lr_base_batch_size > 0:
+        notes = [f"lr: peak {peak:g} = lr {cfg.lr:g} x global batch {global_batch} ({cfg.batch_size} x {group_size} "
+                 f"devices) / lr_base_batch_size {cfg.lr_base_batch_size}"]
+    else:
+        notes = [f"lr: peak {peak:g} (lr_base_batch_size 0: not scaled with the global batch {global_batch})"]
+    if warmup_epochs_of(cfg) < cfg.warmup_epochs:
+        notes.append(f"note: warmup_epochs={cfg.warmup_epochs:g} is longer than epoch_size={cfg.epoch_size}: the "
+                     f"warm-up is shortened to the whole run ({cfg.epoch_size} epoch(s))")
+    return notes
+
+
 def build_lr(cfg, steps_per_epoch: int, group_size: int = 1) -> np.ndarray:
     """float32 array with the LR of every step of the run (cfg.epoch_size * steps_per_epoch entries)."""
     if steps_per_epoch <= 0:
         raise UserError("the training split gives 0 steps per epoch; lower --batch_size or add images")
     total = cfg.epoch_size * steps_per_epoch
     peak = scaled_lr(cfg.lr, cfg.lr_base_batch_size, cfg.batch_size * group_size)
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warmup_steps = int(round(warmup_epochs_of(cfg) * steps_per_epoch))
     values = [lr_at_step(s, steps_per_epoch, total, peak, cfg.lr_scheduler, warmup_steps, cfg.warmup_init_lr,
                          cfg.lr_min, cfg.lr_gamma, cfg.lr_step_size, cfg.lr_epochs) for s in range(total)]
     return np.asarray(values, dtype=np.float32)

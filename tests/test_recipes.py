@@ -1,0 +1,69 @@
+"""Each model's default recipe trains on CPU at tiny size (issue 14, "Done when"): through train.py, the standalone
+CPU launcher and the msrun launcher with 2 workers, overriding only sizes (image_size 32, batch_size 2, epoch_size 1,
+num_classes 2 for the tiny folder). The recipes ask for AMP O2 with a fixed or dynamic scale; on CPU the run says it
+trains float32 and must not diverge at step 1 (it did before: float16 on CPU overflowed)."""
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run_cli
+from launcher_helpers import free_port
+from test_train_e2e import write_images
+
+MODELS = ["resnext50_32x4d", "resnext152_64x4d", "resnest50"]
+SIZES = ["--image_size", "32", "--batch_size", "2", "--epoch_size", "1", "--num_classes", "2"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    write_images(str(root / "train"), 4, seed=0)  # 8 images: 4 steps at batch 2, 2 per worker-step with 2 workers
+    return str(root)
+
+
+def _check_trained(log, out, arch):
+    assert "training runs float32" in log, log[-3000:]
+    assert "diverged" not in log and "skipped for non-finite" not in log, log[-3000:]
+    assert any(n.startswith(arch) and n.endswith(".ckpt") for n in os.listdir(out)), os.listdir(out)
+
+
+@pytest.mark.parametrize("arch", MODELS)
+def test_default_recipe_trains_on_cpu_through_train_py(arch, tiny, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli([os.path.join(arch, "train.py"), "--data_dir", tiny, "--output_dir", str(out),
+                      "--device_target", "CPU", *SIZES], timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    _check_trained(result.stdout, out, arch)
+    assert result.stdout.count("training runs float32") == 1
+
+
+def _clean_env():
+    env = dict(os.environ, GLOG_v="3", PYTHONUNBUFFERED="1",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    for var in ("RANK_TABLE_FILE", "RANK_SIZE", "RANK_ID", "MS_WORKER_NUM", "ZOO_ENTRY_PY"):
+        env.pop(var, None)
+    return env
+
+
+def test_default_recipe_trains_through_the_standalone_cpu_launcher(tiny, tmp_path):
+    arch = "resnext50_32x4d"
+    out = tmp_path / "run"
+    proc = subprocess.run(["bash", os.path.join(ROOT, arch, "scripts", "run_standalone_train_cpu.sh"),
+                           "--output_dir", str(out), tiny, "--", *SIZES], cwd=str(tmp_path), capture_output=True,
+                          text=True, env=_clean_env(), timeout=900)
+    log = (out / "train.log").read_text() if (out / "train.log").exists() else ""
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + log[-2000:]
+    _check_trained(log, out, arch)
+
+
+def test_default_recipe_trains_through_the_msrun_launcher_with_two_workers(tiny, tmp_path):
+    arch = "resnext50_32x4d"
+    out = tmp_path / "run"
+    proc = subprocess.run(["bash", os.path.join(ROOT, arch, "scripts", "run_distribute_train_msrun.sh"),
+                           "--device_target", "CPU", "--master_port", str(free_port()), "--output_dir", str(out),
+                           tiny, "2", "--", *SIZES], cwd=str(tmp_path), capture_output=True, text=True,
+                          env=_clean_env(), timeout=900)
+    logs = "".join(p.read_text() for p in out.rglob("*.log"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs[-3000:]
+    _check_trained(logs, out, arch)
