@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..fileio import check_writable_folder, write_json
 from ..inference.class_names import CLASS_NAMES_FILE
 from ..weights.checkpoint import list_checkpoints, read_checkpoint
+from .finetune import freeze_layers, trainable_summary
 from .hooks import CheckpointSaver, MetricsWriter, StepLogger, rss_mb
 from .step import build_train_step
 
@@ -131,6 +132,10 @@ def train(cfg, model) -> int:
         note = load_pretrained(net, cfg.pretrained, cfg.num_classes, pretrained_params)
         if dist.is_main:
             print(note, flush=True)
+    # fine-tuning controls (issue 18, common.training.finetune): frozen before the optimizer picks its parameters
+    freeze_layers(net, cfg.freeze_layers)
+    if dist.is_main:
+        print(trainable_summary(net, cfg.freeze_layers), flush=True)
     step_cell = build_train_step(net, cfg, steps_per_epoch, dist.group_size, loss=model.get_loss(cfg),
                                  lr=model.get_lr(cfg, steps_per_epoch, dist.group_size))
     start_epoch, start_step = 0, 0
