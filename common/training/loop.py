@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..fileio import check_writable_folder, write_json
 from ..inference.class_names import CLASS_NAMES_FILE
 from ..weights.checkpoint import list_checkpoints, read_checkpoint
+from .accumulate import accumulation_config
 from .finetune import freeze_layers, trainable_summary
 from .hooks import CheckpointSaver, MetricsWriter, StepLogger, rss_mb
 from .step import build_train_step
@@ -101,6 +102,8 @@ def train(cfg, model) -> int:
         restore_training_state,
     )
 
+    # --grad_accum_steps K: data, LR schedule and step counts see the optimizer's batch (common.training.accumulate)
+    run_cfg, cfg = cfg, accumulation_config(cfg)
     samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
     check_classes(cfg, classes)
     # checkpoints are read and checked before device set-up: a wrong file fails in seconds, not after a build
@@ -150,7 +153,7 @@ def train(cfg, model) -> int:
     elif cfg.resume == "auto" and dist.is_main:
         print(f"resume auto: no checkpoint in '{cfg.output_dir}' yet, starting a new run", flush=True)
     if dist.is_main:
-        dump_config(cfg, cfg.output_dir)
+        dump_config(run_cfg, cfg.output_dir)
         # predict.py and eval read the class names of a folder-trained model from beside its checkpoints
         write_json(os.path.join(cfg.output_dir, CLASS_NAMES_FILE), classes)
     return _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch, (start_epoch, start_step),

@@ -54,12 +54,11 @@ class TrainStep(nn.TrainOneStepCell):
         self.scale_update = scale_update
         self.skipped_steps = Parameter(Tensor(0, mstype.int32), name="skipped_steps", requires_grad=False)
         self.last_overflow = Parameter(Tensor(False, mstype.bool_), name="last_overflow", requires_grad=False)
+        self.ema = None  # a common.training.ema.WeightEMA with --ema_decay
 
     def construct(self, images, labels):
-        loss = self.network(images, labels)
         scale = self.scale_sense
-        sens = ops.ones_like(loss) * ops.cast(scale, ops.dtype(loss))
-        grads = self.grad(self.network, self.weights)(images, labels, sens)
+        loss, grads = self.loss_and_grads(images, labels, scale)
         grads = self.hyper_map(ops.partial(_unscale, scale), grads)
         grads = self.grad_reducer(grads)
         probe = ops.stack(self.hyper_map(_finite_probe, grads)).sum() + ops.cast(loss, mstype.float32)
@@ -70,7 +69,15 @@ class TrainStep(nn.TrainOneStepCell):
         loss = ops.depend(loss, ops.assign_add(self.skipped_steps, ops.cast(overflow, mstype.int32)))
         if not overflow:
             loss = ops.depend(loss, self.optimizer(grads))
+        if self.ema is not None:  # after the update (common.training.ema)
+            loss = ops.depend(loss, self.ema())
         return loss
+
+    def loss_and_grads(self, images, labels, scale):
+        """Loss and scaled gradients of one batch (common.training.accumulate splits it into micro-batches)."""
+        loss = self.network(images, labels)
+        sens = ops.ones_like(loss) * ops.cast(scale, ops.dtype(loss))
+        return loss, self.grad(self.network, self.weights)(images, labels, sens)
 
     @property
     def loss_scale(self) -> float:
@@ -94,7 +101,23 @@ def build_train_step(net: nn.Cell, cfg, steps_per_epoch: int, group_size: int = 
         update = nn.DynamicLossScaleUpdateCell(loss_scale_value=cfg.loss_scale, scale_factor=2, scale_window=2000)
     else:
         update = None
-    step = TrainStep(loss_net, optimizer, cfg.loss_scale, update)
+    step = _step_class(cfg)(loss_net, optimizer, cfg.loss_scale, update)
+    if cfg.get("ema_decay", 0.0) > 0:
+        from .ema import WeightEMA
+
+        step.ema = WeightEMA(net, cfg.ema_decay)
     step.lr_values = lr  # per-step LR array, for the logs
     step.set_train(True)
     return step
+
+
+def _step_class(cfg):
+    """TrainStep, or with --grad_accum_steps K > 1 the accumulating step (common.training.accumulate)."""
+    k = int(cfg.get("grad_accum_steps", 1))
+    if k <= 1:
+        return TrainStep
+    from functools import partial
+
+    from .accumulate import AccumulatingStep
+
+    return partial(AccumulatingStep, accum_steps=k)
