@@ -1,5 +1,7 @@
 """Fine-tuning controls: --freeze_layers keeps the stem and first N stages bit-identical, BN moving statistics
 included, while the rest trains; --head_lr_mult gives the classifier a faster LR; the log states what trains."""
+import os
+
 import numpy as np
 import pytest
 from easydict import EasyDict
@@ -99,3 +101,47 @@ def test_head_lr_mult_scales_only_the_classifier_update():
     np.testing.assert_allclose(results[5.0]["fc.weight"], 5.0 * results[1.0]["fc.weight"], rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(results[5.0]["body.weight"], results[1.0]["body.weight"], rtol=1e-5, atol=1e-8)
     assert np.abs(results[1.0]["fc.weight"]).max() > 1e-4
+
+
+def test_sync_bn_choice_per_backend():
+    from common.training.sync_bn import sync_bn_group
+
+    assert sync_bn_group(False, "CPU", 8) is None
+    assert sync_bn_group(True, "Ascend", 8) == "hccl_world_group"
+    assert sync_bn_group(True, "GPU", 8) == "nccl_world_group"
+    assert sync_bn_group(True, "Ascend", 1) is None  # one device: nothing to sync
+    with pytest.raises(UserError, match="--sync_bn is not available on CPU"):
+        sync_bn_group(True, "CPU", 1)
+
+
+def test_convert_sync_bn_swaps_every_training_kernel_and_keeps_the_parameters():
+    """Structure only (the primitive runs on Ascend/GPU collectives, not here): every BN, ResNeSt's split-attention
+    ones included, trains through SyncBatchNorm over the group; names and values of the parameters are unchanged."""
+    from mindspore import nn
+    from mindspore.ops.operations import _inner_ops as inner
+
+    from common.models import create_model
+    from common.training.sync_bn import convert_sync_bn
+
+    net = create_model("resnest50", num_classes=3)
+    before = _state(net)
+    bns = [c for _, c in net.cells_and_names() if isinstance(c, nn.BatchNorm2d)]
+    assert convert_sync_bn(net, "hccl_world_group", 8) == len(bns) > 60
+    for cell in bns:
+        assert isinstance(cell.bn_train, inner.SyncBatchNorm) and not getattr(cell, "fused", False)
+        assert cell.bn_train.group == "hccl_world_group" and cell.bn_train.device_num == 8
+    after = _state(net)
+    assert sorted(after) == sorted(before)
+
+
+def test_sync_bn_on_cpu_is_one_error_line(tmp_path):
+    from conftest import run_cli
+    from test_train_e2e import write_images
+
+    write_images(str(tmp_path / "data" / "train"), 2, seed=0)
+    result = run_cli(["resnext50_32x4d/train.py", "--data_dir", str(tmp_path / "data"), "--output_dir",
+                      str(tmp_path / "run"), "--device_target", "CPU", "--num_classes", "2", "--batch_size", "2",
+                      "--image_size", "32", "--sync_bn", "true"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --sync_bn is not available on CPU")
+    assert not any(name.endswith(".ckpt") for name in os.listdir(tmp_path / "run"))

@@ -25,6 +25,7 @@ from .accumulate import accumulation_config
 from .finetune import freeze_layers, trainable_summary
 from .hooks import CheckpointSaver, MetricsWriter, StepLogger, rss_mb
 from .step import build_train_step
+from .sync_bn import apply_sync_bn
 
 USAGE = ("usage: python <model>/train.py --data_dir DIR --device_target {Ascend,GPU,CPU} --output_dir OUT "
          "[--<any option> VALUE] [--config_path FILE]")
@@ -137,8 +138,9 @@ def train(cfg, model) -> int:
             print(note, flush=True)
     # fine-tuning controls (issue 18, common.training.finetune): frozen before the optimizer picks its parameters
     freeze_layers(net, cfg.freeze_layers)
+    sync_note = apply_sync_bn(net, cfg, dist)
     if dist.is_main:
-        print(trainable_summary(net, cfg.freeze_layers), flush=True)
+        print(trainable_summary(net, cfg.freeze_layers) + (f"\n{sync_note}" if sync_note else ""), flush=True)
     step_cell = build_train_step(net, cfg, steps_per_epoch, dist.group_size, loss=model.get_loss(cfg),
                                  lr=model.get_lr(cfg, steps_per_epoch, dist.group_size))
     start_epoch, start_step = 0, 0
