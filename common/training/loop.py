@@ -168,7 +168,8 @@ def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, s
     source = CheckedImageSource(samples, strict=cfg.strict_data)
     saver = CheckpointSaver(cfg.output_dir, cfg.arch, cfg.keep_checkpoint_max, enabled=dist.is_main)
     saver.last_path = resumed_from  # the last good checkpoint until this run writes one
-    logger = StepLogger(steps_per_epoch, cfg.batch_size * dist.group_size, cfg.log_interval, enabled=dist.is_main)
+    logger = StepLogger(steps_per_epoch, cfg.batch_size * dist.group_size, cfg.log_interval, enabled=dist.is_main,
+                        epoch_size=cfg.epoch_size)
     metrics = MetricsWriter(cfg.output_dir, enabled=dist.is_main)
     evaluate = model.eval_callback(net, cfg, dist, saver)
     stop = StopRequest()
