@@ -122,5 +122,8 @@ def load_features_network(cfg):
 
     if not cfg.checkpoint_path:
         raise UserError("--checkpoint_path is not set; pass the .ckpt file to load")
+    if cfg.use_ema:
+        raise UserError("--use_ema with --features_only is not supported; export the EMA classifier (--use_ema "
+                        "true without --features_only), or a checkpoint of the weights")
     return fold_batchnorm(create_model(cfg.arch, checkpoint=cfg.checkpoint_path, features_only=True,
                                        out_indices=cfg.out_indices))
