@@ -122,6 +122,15 @@ SCHEMA: Dict[str, Option] = {
     # --- accelerator path (issue 14) ---
     "amp_on_cpu": Option(False, "bool", "apply amp_level on CPU too (default: CPU trains float32, its float16 "
                                         "kernels are slower and overflowed at step 1)"),
+    # --- fine-tuning, EMA, gradient accumulation, SyncBN (issue 18) ---
+    "freeze_layers": Option(-1, "int", "freeze stem + first N stages, BN statistics included (-1 none, 0 stem, "
+                                       "4 = linear probe)", check=lambda v: -1 <= v <= 4, need="in -1..4"),
+    "head_lr_mult": Option(1.0, "float", "LR multiplier of the classifier (fc) against the backbone", **POS),
+    "ema_decay": Option(0.0, "float", "keep an EMA of the weights with this decay per optimizer step (0 = off)",
+                        check=lambda v: 0.0 <= v < 1.0, need="in [0, 1)"),
+    "use_ema": Option(False, "bool", "eval/export/predict: use the EMA weights stored in a train.py checkpoint"),
+    "grad_accum_steps": Option(1, "int", "micro-batches of batch_size per optimizer step (global batch x K)", **POS),
+    "sync_bn": Option(False, "bool", "data-parallel runs on Ascend/GPU: BatchNorm statistics over all devices"),
 }
 
 ALIASES = {"per_batch_size": "batch_size", "max_epoch": "epoch_size", "ckpt_path": "output_dir",

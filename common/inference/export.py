@@ -28,6 +28,10 @@ OPTIONS: Dict[str, Option] = {
     "height": Option(0, "int", "input height in pixels (0 = image_size)", check=lambda v: v >= 0, need=">= 0"),
     "width": Option(0, "int", "input width in pixels (0 = image_size)", check=lambda v: v >= 0, need=">= 0"),
     "softmax": Option(False, "bool", "append a softmax so the graph outputs probabilities"),
+    # --- features_only graphs (issue 18) ---
+    "features_only": Option(False, "bool", "export the backbone's feature maps (no head) instead of the logits"),
+    "out_indices": Option([1, 2, 3, 4], "int_list", "with features_only: stages whose maps are outputs (0 stem, "
+                                                    "1-4 layer1-4 at strides 4/8/16/32)"),
 }
 USAGE = ("usage: python <model>/export.py --checkpoint_path CKPT --file_format {AIR,ONNX,MINDIR} --file_name NAME "
          "[--batch_size 1] [--height 224] [--width 224] [--device_target T] [--num_classes N] [--softmax true]")
@@ -102,9 +106,24 @@ def run(model, cfg, argv: Sequence[str]) -> int:
     # (common.cpu_ops) would not survive into MINDIR/ONNX/AIR
     init_context(cfg.device_target, "graph", cfg.jit_level, cfg.device_id, distributed=False)
     with native_ops():
-        net = load_inference_network(cfg, argv, OPTIONS)
-    path = export_network(inference_cell(net, cfg.softmax), cfg.file_name or cfg.arch, fmt, cfg.batch_size,
-                          height, width)
-    print(f"exported {cfg.arch} ({cfg.num_classes} classes, input 'image' {cfg.batch_size}x3x{height}x{width}"
-          f"{', softmax' if cfg.softmax else ''}) to {path}", flush=True)
+        net = load_features_network(cfg) if cfg.features_only else load_inference_network(cfg, argv, OPTIONS)
+    path = export_network(inference_cell(net, cfg.softmax and not cfg.features_only), cfg.file_name or cfg.arch,
+                          fmt, cfg.batch_size, height, width)
+    what = (f"feature maps of {net.feature_info.module_name()}" if cfg.features_only
+            else f"{cfg.num_classes} classes{', softmax' if cfg.softmax else ''}")
+    print(f"exported {cfg.arch} ({what}, input 'image' {cfg.batch_size}x3x{height}x{width}) to {path}", flush=True)
     return 0
+
+
+def load_features_network(cfg):
+    """features_only network of cfg.arch with the classifier checkpoint's backbone loaded, BatchNorm folded."""
+    from ..models import create_model
+    from ..models.bn_fold import fold_batchnorm
+
+    if not cfg.checkpoint_path:
+        raise UserError("--checkpoint_path is not set; pass the .ckpt file to load")
+    if cfg.use_ema:
+        raise UserError("--use_ema with --features_only is not supported; export the EMA classifier (--use_ema "
+                        "true without --features_only), or a checkpoint of the weights")
+    return fold_batchnorm(create_model(cfg.arch, checkpoint=cfg.checkpoint_path, features_only=True,
+                                       out_indices=cfg.out_indices))

@@ -38,6 +38,10 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
     elif stored and stored != cfg.num_classes:  # refused before the network is built
         raise UserError(f"checkpoint '{cfg.checkpoint_path}' has {stored} classes but --num_classes "
                         f"{cfg.num_classes} was given; pass --num_classes {stored} or leave it out")
+    if cfg.get("use_ema"):  # the weight averages of a run with --ema_decay (common.training.ema)
+        from ..training.ema import ema_params
+
+        params = ema_params(params, cfg.checkpoint_path)
     net = create_model(cfg.arch, num_classes=cfg.num_classes)
     load_checkpoint_strict(net, cfg.checkpoint_path, params)
     return fold_batchnorm(net)

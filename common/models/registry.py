@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..weights.checkpoint import load_checkpoint_strict
@@ -37,20 +37,45 @@ def list_models() -> List[str]:
 
 
 def create_model(arch: str, num_classes: int = 1000, checkpoint: Optional[str] = None, drop_rate: float = 0.0,
-                 zero_init_last: bool = False, in_chans: int = 3) -> ResNet:
+                 zero_init_last: bool = False, in_chans: int = 3, features_only: bool = False,
+                 out_indices: Sequence[int] = (1, 2, 3, 4)) -> ResNet:
     """Build `arch` and optionally load a MindSpore checkpoint into it.
 
     The checkpoint must match the network exactly: any missing or unexpected parameter, or any shape mismatch, is a
-    `UserError` naming the parameters (no silent partial load).
+    `UserError` naming the parameters (no silent partial load). With `features_only` the network returns the maps of
+    the stages in `out_indices` (0 stem, 1-4 layer1-4; see `net.feature_info`), and a classifier's checkpoint loads
+    into it: the parameters of the head and of unbuilt stages are left out, every other one must fit.
     """
     if arch not in ARCHS:
         raise UserError(f"unknown arch '{arch}'; choose one of: {', '.join(ARCHS)}")
+    if features_only:
+        out_indices = check_out_indices(out_indices)
     spec = ARCHS[arch]
     net = ResNet(spec.layers, num_classes=num_classes, drop_rate=drop_rate, zero_init_last=zero_init_last,
-                 in_chans=in_chans, **spec.kwargs)
-    if checkpoint:
+                 in_chans=in_chans, features_only=features_only, out_indices=out_indices, **spec.kwargs)
+    if checkpoint and features_only:
+        from ..weights.checkpoint import read_checkpoint
+
+        own = {p.name for p in net.get_parameters()}
+        params = {k: v for k, v in read_checkpoint(checkpoint).items() if k in own or not _dropped_by_features(k)}
+        load_checkpoint_strict(net, checkpoint, params)
+    elif checkpoint:
         load_checkpoint_strict(net, checkpoint)
     return net
+
+
+def check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
+    """Sorted distinct stage indices in 0..4, or a UserError saying what is allowed."""
+    indices = tuple(int(i) for i in out_indices)
+    if not indices or any(i not in range(5) for i in indices) or len(set(indices)) != len(indices):
+        raise UserError(f"out_indices={list(out_indices)} is not valid; give distinct stage indices from 0 (stem, "
+                        f"stride 2) to 4 (layer4, stride 32), e.g. 1,2,3,4")
+    return tuple(sorted(indices))
+
+
+def _dropped_by_features(name: str) -> bool:
+    """A parameter a features_only network does not build: the head, or a stage after its last map."""
+    return name.startswith(("fc.", "layer1.", "layer2.", "layer3.", "layer4."))
 
 
 def network_from_config(cfg) -> ResNet:

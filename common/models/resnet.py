@@ -13,7 +13,7 @@ pads bottom/right only and would not match PyTorch's symmetric padding.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from mindspore import nn
 
@@ -74,14 +74,20 @@ class ResNet(nn.Cell):
         avd: average-pool downsampling inside the block (ResNeSt).
         drop_rate: dropout before the classifier.
         zero_init_last: start each residual branch at zero (gamma of its last BN = 0).
+        features_only: no head; `construct` returns the maps of the stages in `out_indices` (0 = stem at stride 2,
+            1-4 = layer1-layer4 at strides 4/8/16/32), described by `feature_info` (timm's convention). Stages after
+            the last index are not built.
     """
 
     conv_bn_pairs = (("conv1", "bn1"),)
 
     def __init__(self, layers: Sequence[int], num_classes: int = 1000, groups: int = 1, base_width: int = 64,
                  radix: int = 0, deep_stem: bool = False, stem_width: int = 32, avg_down: bool = False,
-                 avd: bool = False, drop_rate: float = 0.0, zero_init_last: bool = False, in_chans: int = 3) -> None:
+                 avd: bool = False, drop_rate: float = 0.0, zero_init_last: bool = False, in_chans: int = 3,
+                 features_only: bool = False, out_indices: Sequence[int] = (1, 2, 3, 4)) -> None:
         super().__init__()
+        self.features_only = features_only
+        self.out_indices = tuple(out_indices)
         self.num_classes = num_classes
         self.num_features = 512 * Bottleneck.expansion
         if deep_stem:
@@ -102,9 +108,16 @@ class ResNet(nn.Cell):
             stride = 1 if i == 0 else 2
             stages.append(self._make_stage(in_ch, planes, blocks, stride, avg_down, block_args))
             in_ch = planes * Bottleneck.expansion
+        self.feature_info = FeatureInfo([in_ch] + [p * Bottleneck.expansion for p in (64, 128, 256, 512)],
+                                        self.out_indices)
+        if features_only:
+            # a detector's backbone needs no head, and no stage past the last map it takes
+            last = max(self.out_indices)
+            stages = [stage if i < last else None for i, stage in enumerate(stages)]
+            self.keep = tuple(i in self.out_indices for i in range(5))  # Python constants for graph mode
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else None
-        self.fc = nn.Dense(self.num_features, num_classes)
+        self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 and not features_only else None
+        self.fc = None if features_only else nn.Dense(self.num_features, num_classes)
 
     @staticmethod
     def _make_stage(in_ch: int, planes: int, blocks: int, stride: int, avg_down: bool, block_args: dict):
@@ -134,7 +147,31 @@ class ResNet(nn.Cell):
             x = self.dropout(x)
         return self.fc(x)
 
+    def forward_feature_maps(self, x):
+        """The maps of the stages in `out_indices`, a tuple in index order (features_only networks)."""
+        x = self.bn1(self.conv1(x))
+        maps = (x,) if self.keep[0] else ()
+        if self.layer1 is not None:
+            x = self.layer1(self.maxpool(x))
+            if self.keep[1]:
+                maps += (x,)
+        if self.layer2 is not None:
+            x = self.layer2(x)
+            if self.keep[2]:
+                maps += (x,)
+        if self.layer3 is not None:
+            x = self.layer3(x)
+            if self.keep[3]:
+                maps += (x,)
+        if self.layer4 is not None:
+            x = self.layer4(x)
+            if self.keep[4]:
+                maps += (x,)
+        return maps
+
     def construct(self, x):
+        if self.features_only:
+            return self.forward_feature_maps(x)
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -143,6 +180,34 @@ class ResNet(nn.Cell):
         self.fc = nn.Dense(self.num_features, num_classes)
         self.fc.weight.name = "fc.weight"
         self.fc.bias.name = "fc.bias"
+
+
+class FeatureInfo:
+    """What a features_only network returns, as timm's `feature_info`: per map its channels (`num_chs`), stride
+    (`reduction`) and the module it is taken after (`module`, timm's name: `act1` for the stem, then layer1-4)."""
+
+    MODULES = ("act1", "layer1", "layer2", "layer3", "layer4")
+    REDUCTIONS = (2, 4, 8, 16, 32)
+
+    def __init__(self, channels: Sequence[int], out_indices: Sequence[int]) -> None:
+        self.info: List[Dict[str, object]] = [
+            {"num_chs": channels[i], "reduction": self.REDUCTIONS[i], "module": self.MODULES[i], "index": i}
+            for i in out_indices]
+
+    def channels(self) -> List[int]:
+        return [int(f["num_chs"]) for f in self.info]
+
+    def reduction(self) -> List[int]:
+        return [int(f["reduction"]) for f in self.info]
+
+    def module_name(self) -> List[str]:
+        return [str(f["module"]) for f in self.info]
+
+    def __len__(self) -> int:
+        return len(self.info)
+
+    def __getitem__(self, i: int) -> Dict[str, object]:
+        return self.info[i]
 
 
 def count_params(net: nn.Cell) -> int:

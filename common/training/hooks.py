@@ -30,10 +30,15 @@ class StepLogger:
 
     Every `log_interval` steps and at the end of an epoch: `epoch: E step: S, loss is L` and
     `epoch[E-1], iter[G], loss:L, mean_fps:F imgs/sec` (G counts from 0 over the whole run, as in the ModelZoo);
-    at the end of an epoch: `epoch time: X ms, per step time: Y ms`.
+    at the end of an epoch: `epoch time: X ms, per step time: Y ms`. With `epoch_size`, a third line at each log
+    interval says how far the run is and when the epoch and the run end, from the mean step time of the epoch so far
+    (evaluation time not included): `epoch: [E/N], step: [S/T], per step time: Y ms, epoch ETA: H:MM:SS, run ETA:
+    H:MM:SS`.
     """
 
-    def __init__(self, steps_per_epoch: int, global_batch: int, log_interval: int, enabled: bool = True) -> None:
+    def __init__(self, steps_per_epoch: int, global_batch: int, log_interval: int, enabled: bool = True,
+                 epoch_size: int = 0) -> None:
+        self.epoch_size = epoch_size
         self.steps_per_epoch, self.global_batch = steps_per_epoch, global_batch
         self.log_interval, self.enabled = log_interval, enabled
         self.epoch_start = self.window_start = 0.0
@@ -63,7 +68,18 @@ class StepLogger:
         global_iter = (epoch - 1) * self.steps_per_epoch + step - 1
         print(f"epoch: {epoch} step: {step}, loss is {loss:.4f}", flush=True)
         print(f"epoch[{epoch - 1}], iter[{global_iter}], loss:{loss:.4f}, mean_fps:{fps:.2f}imgs/sec", flush=True)
+        if self.epoch_size:
+            print(self.progress_line(epoch, step, now), flush=True)
         self.window_start, self.window_steps = now, 0
+
+    def progress_line(self, epoch: int, step: int, now: float) -> str:
+        """Where the run is and its ETAs, from the mean step time of this epoch's steps so far."""
+        per_step = (now - self.epoch_start) / max(self.epoch_steps, 1)
+        left_in_epoch = self.steps_per_epoch - step
+        left_in_run = left_in_epoch + (self.epoch_size - epoch) * self.steps_per_epoch
+        return (f"epoch: [{epoch}/{self.epoch_size}], step: [{step}/{self.steps_per_epoch}], per step time: "
+                f"{per_step * 1000:.3f} ms, epoch ETA: {_clock(left_in_epoch * per_step)}, run ETA: "
+                f"{_clock(left_in_run * per_step)}")
 
     def end_epoch(self) -> Dict[str, float]:
         """Prints the epoch time line; returns seconds, mean loss and images per second of the epoch."""
@@ -74,6 +90,12 @@ class StepLogger:
         finite = [v for v in self.losses if v == v and abs(v) != float("inf")]
         return {"seconds": seconds, "loss": sum(finite) / len(finite) if finite else float("nan"),
                 "img_per_sec": self.epoch_steps * self.global_batch / max(seconds, 1e-9)}
+
+
+def _clock(seconds: float) -> str:
+    """H:MM:SS (hours may exceed 24), rounded to the second."""
+    total = int(round(max(seconds, 0.0)))
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 class MetricsWriter:

@@ -22,9 +22,12 @@ from ..errors import UserError
 from ..fileio import check_writable_folder, write_json
 from ..inference.class_names import CLASS_NAMES_FILE
 from ..weights.checkpoint import list_checkpoints, read_checkpoint
+from .accumulate import accumulation_config
+from .finetune import freeze_layers, trainable_summary
 from .hooks import CheckpointSaver, MetricsWriter, StepLogger, rss_mb
 from .lr_schedule import lr_notes
 from .step import build_train_step, effective_amp_level
+from .sync_bn import apply_sync_bn
 
 USAGE = ("usage: python <model>/train.py --data_dir DIR --device_target {Ascend,GPU,CPU} --output_dir OUT "
          "[--<any option> VALUE] [--config_path FILE]")
@@ -102,6 +105,8 @@ def train(cfg, model) -> int:
         restore_training_state,
     )
 
+    # --grad_accum_steps K: data, LR schedule and step counts see the optimizer's batch (common.training.accumulate)
+    run_cfg, cfg = cfg, accumulation_config(cfg)
     samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
     check_classes(cfg, classes)
     # checkpoints are read and checked before device set-up: a wrong file fails in seconds, not after a build
@@ -136,6 +141,11 @@ def train(cfg, model) -> int:
         note = load_pretrained(net, cfg.pretrained, cfg.num_classes, pretrained_params)
         if dist.is_main:
             print(note, flush=True)
+    # fine-tuning controls (issue 18, common.training.finetune): frozen before the optimizer picks its parameters
+    freeze_layers(net, cfg.freeze_layers)
+    sync_note = apply_sync_bn(net, cfg, dist)
+    if dist.is_main:
+        print(trainable_summary(net, cfg.freeze_layers) + (f"\n{sync_note}" if sync_note else ""), flush=True)
     step_cell = build_train_step(net, cfg, steps_per_epoch, dist.group_size, loss=model.get_loss(cfg),
                                  lr=model.get_lr(cfg, steps_per_epoch, dist.group_size))
     start_epoch, start_step = 0, 0
@@ -152,7 +162,7 @@ def train(cfg, model) -> int:
     elif cfg.resume == "auto" and dist.is_main:
         print(f"resume auto: no checkpoint in '{cfg.output_dir}' yet, starting a new run", flush=True)
     if dist.is_main:
-        dump_config(cfg, cfg.output_dir)
+        dump_config(run_cfg, cfg.output_dir)
         # predict.py and eval read the class names of a folder-trained model from beside its checkpoints
         write_json(os.path.join(cfg.output_dir, CLASS_NAMES_FILE), classes)
     return _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch, (start_epoch, start_step),
@@ -171,7 +181,8 @@ def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, s
     source = CheckedImageSource(samples, strict=cfg.strict_data)
     saver = CheckpointSaver(cfg.output_dir, cfg.arch, cfg.keep_checkpoint_max, enabled=dist.is_main)
     saver.last_path = resumed_from  # the last good checkpoint until this run writes one
-    logger = StepLogger(steps_per_epoch, cfg.batch_size * dist.group_size, cfg.log_interval, enabled=dist.is_main)
+    logger = StepLogger(steps_per_epoch, cfg.batch_size * dist.group_size, cfg.log_interval, enabled=dist.is_main,
+                        epoch_size=cfg.epoch_size)
     run = EpochRun(cfg, dist, step_cell, saver, logger, StopRequest(), steps_per_epoch, source)
     metrics = MetricsWriter(cfg.output_dir, enabled=dist.is_main)
     evaluate = model.eval_callback(net, cfg, dist, saver)

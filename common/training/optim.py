@@ -32,8 +32,32 @@ def create_optimizer(net: nn.Cell, cfg, lr_per_step: np.ndarray) -> nn.Momentum:
     backend its one-kernel-per-parameter form (common/cpu_ops/momentum.py), same state and arithmetic."""
     groups = param_groups(net, cfg.weight_decay, cfg.decay_bn_and_bias)
     params = groups[-1]["order_params"]
+    head_mult = float(cfg.get("head_lr_mult", 1.0))
+    if head_mult != 1.0:
+        # the fused CPU update takes one LR for all parameters: a faster head goes through nn.Momentum's groups
+        groups = head_lr_groups(groups, lr_per_step, head_mult)
+        return nn.Momentum(groups, learning_rate=Tensor(lr_per_step), momentum=cfg.momentum,
+                           use_nesterov=cfg.nesterov)
     if use_fused_momentum(params):
         decay_of = {id(p): group["weight_decay"] for group in groups[:-1] for p in group["params"]}
         return FusedMomentum(groups, Tensor(lr_per_step), cfg.momentum, [decay_of[id(p)] for p in params],
                              use_nesterov=cfg.nesterov)
     return nn.Momentum(groups, learning_rate=Tensor(lr_per_step), momentum=cfg.momentum, use_nesterov=cfg.nesterov)
+
+
+HEAD_PREFIX = "fc."
+
+
+def head_lr_groups(groups: List[Dict], lr_per_step: np.ndarray, head_mult: float) -> List[Dict]:
+    """Split each group of `param_groups` into backbone and head (`fc.*`) parts; the head's part gets the LR array
+    times `head_mult` (`--head_lr_mult`, fine-tuning a new classifier faster than the backbone)."""
+    out = []
+    for group in groups[:-1]:
+        body = [p for p in group["params"] if not p.name.startswith(HEAD_PREFIX)]
+        head = [p for p in group["params"] if p.name.startswith(HEAD_PREFIX)]
+        if body:
+            out.append({"params": body, "weight_decay": group["weight_decay"]})
+        if head:
+            out.append({"params": head, "weight_decay": group["weight_decay"],
+                        "lr": Tensor((np.asarray(lr_per_step) * head_mult).astype(np.float32))})
+    return out + [groups[-1]]

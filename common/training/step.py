@@ -89,6 +89,7 @@ class TrainStep(nn.TrainOneStepCell):
                                                 requires_grad=False)
         self.skipped_steps_longest_run = Parameter(Tensor(0, mstype.int32), name="skipped_steps_longest_run",
                                                    requires_grad=False)
+        self.ema = None  # a common.training.ema.WeightEMA with --ema_decay
 
     def _overflow(self, grads, loss):
         if self.check == CHECK_ALL_FINITE:
@@ -97,10 +98,8 @@ class TrainStep(nn.TrainOneStepCell):
         return ops.logical_not(ops.isfinite(probe))
 
     def construct(self, images, labels):
-        loss = self.network(images, labels)
         scale = self.scale_sense
-        sens = ops.ones_like(loss) * ops.cast(scale, ops.dtype(loss))
-        grads = self.grad(self.network, self.weights)(images, labels, sens)
+        loss, grads = self.loss_and_grads(images, labels, scale)
         grads = self.hyper_map(ops.partial(_unscale, scale), grads)
         grads = self.grad_reducer(grads)
         overflow = self._overflow(grads, loss)
@@ -115,7 +114,15 @@ class TrainStep(nn.TrainOneStepCell):
                                            ops.maximum(self.skipped_steps_longest_run, run)))
         if not overflow:
             loss = ops.depend(loss, self.optimizer(grads))
+        if self.ema is not None:  # after the update (common.training.ema)
+            loss = ops.depend(loss, self.ema())
         return loss
+
+    def loss_and_grads(self, images, labels, scale):
+        """Loss and scaled gradients of one batch (common.training.accumulate splits it into micro-batches)."""
+        loss = self.network(images, labels)
+        sens = ops.ones_like(loss) * ops.cast(scale, ops.dtype(loss))
+        return loss, self.grad(self.network, self.weights)(images, labels, sens)
 
     @property
     def loss_scale(self) -> float:
@@ -194,8 +201,24 @@ def build_train_step(net: nn.Cell, cfg, steps_per_epoch: int, group_size: int = 
         update = nn.DynamicLossScaleUpdateCell(loss_scale_value=cfg.loss_scale, scale_factor=2, scale_window=2000)
     else:
         update = None
-    step = TrainStep(loss_net, optimizer, cfg.loss_scale, update, overflow_check(device_target))
+    step = _step_class(cfg)(loss_net, optimizer, cfg.loss_scale, update, overflow_check(device_target))
+    if cfg.get("ema_decay", 0.0) > 0:
+        from .ema import WeightEMA
+
+        step.ema = WeightEMA(net, cfg.ema_decay)
     step.lr_values = lr  # per-step LR array, for the logs
     step.amp_network = trained
     step.set_train(True)
     return step
+
+
+def _step_class(cfg):
+    """TrainStep, or with --grad_accum_steps K > 1 the accumulating step (common.training.accumulate)."""
+    k = int(cfg.get("grad_accum_steps", 1))
+    if k <= 1:
+        return TrainStep
+    from functools import partial
+
+    from .accumulate import AccumulatingStep
+
+    return partial(AccumulatingStep, accum_steps=k)

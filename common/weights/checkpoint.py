@@ -21,7 +21,7 @@ CKPT_NAME = re.compile(r"^(?P<arch>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.ckpt$")
 # network from such a checkpoint ignores them.
 TRAIN_STATE_PREFIXES = ("moments.", "global_step", "learning_rate", "momentum", "scale_sense", "skipped_steps",
                         "last_overflow", "current_iterator_step", "last_overflow_iterator_step", "epoch_num",
-                        "step_num", "steps_per_epoch")
+                        "step_num", "steps_per_epoch", "ema.")
 
 
 def checkpoint_name(arch: str, epoch: int, step: int) -> str:
