@@ -67,3 +67,26 @@ def test_default_recipe_trains_through_the_msrun_launcher_with_two_workers(tiny,
     logs = "".join(p.read_text() for p in out.rglob("*.log"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs[-3000:]
     _check_trained(logs, out, arch)
+
+
+def test_resnext50_recipe_lr_follows_the_global_batch():
+    from common.config import load_config
+    from common.training.lr_schedule import build_lr, lr_notes
+
+    cfg = load_config(os.path.join(ROOT, "resnext50_32x4d", "default_config.yaml"))
+    assert (cfg.lr, cfg.lr_base_batch_size, cfg.batch_size, cfg.warmup_epochs) == (0.1, 256, 32, 0)
+    assert build_lr(cfg, 10, group_size=8)[0] == pytest.approx(0.1)  # the published 8 x 32
+    assert build_lr(cfg, 10, group_size=1)[0] == pytest.approx(0.0125)  # one device at 32: 1/8 of it
+    assert "peak 0.0125 = lr 0.1 x global batch 32" in lr_notes(cfg, 1)[0]
+
+
+def test_a_warmup_longer_than_the_run_is_shortened_with_a_note():
+    from common.config import load_config
+    from common.training.lr_schedule import build_lr, lr_notes
+
+    cfg = load_config(os.path.join(ROOT, "resnest50", "default_config.yaml"), ["--epoch_size", "1"])
+    assert cfg.warmup_epochs == 5  # accepted, not refused
+    peak = 0.06 * 128 / 1024
+    lr = build_lr(cfg, 4, group_size=1)
+    assert lr.tolist() == pytest.approx([peak / 4, peak / 2, 3 * peak / 4, peak])  # warm-up over the one epoch
+    assert any("warm-up is shortened to the whole run (1 epoch(s))" in n for n in lr_notes(cfg, 1))
