@@ -94,6 +94,18 @@ def train_source(samples, cfg, rank: int = 0, group_size: int = 1) -> CheckedIma
                               readahead=cfg.get("reader_threads", 8))
 
 
+def reader_dataset(source: CheckedImageSource):
+    """The reader alone: rows of (encoded bytes uint8, label int32) from `source`, in its order.
+
+    The source runs in one Python thread that hands out rows in order; its read-ahead threads read the files
+    (decode and augmentation run in the C++ map workers). More GeneratorDataset threads would fight over the GIL.
+    """
+    import mindspore.dataset as ds
+
+    return ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=False, num_parallel_workers=1,
+                               python_multiprocessing=False)
+
+
 def create_dataset(cfg, split: str, training: bool, rank: int = 0, group_size: int = 1, seed: Optional[int] = None,
                    source: Optional[CheckedImageSource] = None) -> Tuple[Optional[object], List[str]]:
     """Batched dataset of (image float32 CHW, label int32) for `split`; returns (dataset, class_names).
@@ -116,10 +128,7 @@ def create_dataset(cfg, split: str, training: bool, rank: int = 0, group_size: i
         source.close()
         source.order = epoch_order(len(source), cfg.seed if seed is None else seed)
     workers = cfg.num_parallel_workers or default_workers(group_size)
-    # The source runs in one Python thread that hands out rows in order; its read-ahead threads read the files
-    # (decode and augmentation run in the C++ map workers). More GeneratorDataset threads would fight over the GIL.
-    dataset = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=False, num_parallel_workers=1,
-                                  python_multiprocessing=False)
+    dataset = reader_dataset(source)
     ops = train_transforms(cfg) if training else eval_transforms(cfg)
     dataset = dataset.map(operations=ops, input_columns="image", num_parallel_workers=workers)
     if not training:
