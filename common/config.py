@@ -88,8 +88,9 @@ SCHEMA: Dict[str, Option] = {
     "mixup_switch_prob": Option(0.5, "float", "probability of cutmix instead of mixup when both are on", **FRAC),
     "strict_data": Option(False, "bool", "stop on an unreadable image instead of skipping it with a warning"),
     # --- data pipeline at scale (issue 15) ---
-    "reader_threads": Option(8, "int", "files read at once per device (read-ahead threads: hide NFS latency; "
-                                       "0 or 1 = read in the pipeline's thread)", **NONNEG),
+    "reader_threads": Option(4, "int", "read-ahead threads per device (hide NFS latency; each costs GIL "
+                                       "hand-offs from page cache; 0 or 1 = read in the pipeline's thread)",
+                             **NONNEG),
     "python_multiprocessing": Option(False, "bool", "run the per-batch random erasing + mixup/cutmix map in "
                                                     "num_parallel_workers processes instead of one thread"),
     # --- optimisation ---

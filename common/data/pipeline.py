@@ -82,7 +82,7 @@ def rank_indices(num_samples: int, rank: int, group_size: int) -> List[int]:
     return list(range(rank, num_samples, max(1, group_size)))
 
 
-def eval_source(samples, rank: int = 0, group_size: int = 1, readahead: int = 8) -> CheckedImageSource:
+def eval_source(samples, rank: int = 0, group_size: int = 1, readahead: int = 4) -> CheckedImageSource:
     """This rank's share of an evaluation split; a bad file becomes a blank image recorded in `bad`."""
     return CheckedImageSource([samples[i] for i in rank_indices(len(samples), rank, group_size)], on_bad="blank",
                               readahead=readahead)
@@ -91,7 +91,7 @@ def eval_source(samples, rank: int = 0, group_size: int = 1, readahead: int = 8)
 def train_source(samples, cfg, rank: int = 0, group_size: int = 1) -> CheckedImageSource:
     """This rank's training shard (`train_shard` with cfg.seed), bad files skipped and named (or refused, strict)."""
     return CheckedImageSource(train_shard(samples, rank, group_size, cfg.seed), strict=cfg.strict_data,
-                              readahead=cfg.get("reader_threads", 8))
+                              readahead=cfg.get("reader_threads", 4))
 
 
 def reader_dataset(source: CheckedImageSource):
