@@ -231,3 +231,11 @@ def test_train_pipeline_is_reproducible_and_batches_match_with_processes(tmp_pat
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(ta, tb)
     assert not np.array_equal(epoch(4)[0][0], base[0][0])
+
+
+@pytest.mark.parametrize("n", [1, 4, 5])
+def test_pairwise_mixup_equals_the_whole_batch_formula(n):
+    from common.data.augment import mix_with_reverse
+
+    images = np.random.default_rng(n).normal(size=(n, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(mix_with_reverse(images, 0.3), 0.3 * images + 0.7 * images[::-1], rtol=1e-5, atol=1e-6)
