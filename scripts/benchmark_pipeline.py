@@ -219,8 +219,8 @@ def run_pipeline(args, cfg, tmp: str) -> dict:
     theirs: Dict[str, float] = {"workers": workers}
     ratios: Dict[str, float] = {}
     reader = functools.partial(ours_pass, variant="reader")
-    ours["reader_rows_s"] = _measure_sides([("ours", reader, 1)], cfg, root, True, max(8, repeats),
-                                           rounds)["ours"]["img_s"]
+    got = _measure_sides([("ours", reader, 1)], cfg, root, True, max(8, repeats), rounds)["ours"]
+    ours["reader_rows_s"], ours["reader_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
     kinds = (("train", True, ""), ("eval", False, ""), ("resnest_train", True, "resnest"),
              ("resnest_procs_train", True, "resnest_procs"), ("resnest_pyerase_train", True, "resnest_pyerase"))
     for split, training, variant in kinds:
