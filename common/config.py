@@ -72,8 +72,8 @@ SCHEMA: Dict[str, Option] = {
     "image_size": Option(224, "int", "train crop / eval crop side in pixels", **POS),
     "batch_size": Option(32, "int", "images per device per step", **POS),
     "eval_batch_size": Option(0, "int", "images per device per eval step (0 = batch_size)", **NONNEG),
-    "num_parallel_workers": Option(0, "int", "dataset worker threads per device (0 = from the core count)",
-                                   **NONNEG),
+    "num_parallel_workers": Option(0, "int", "dataset map workers per device (0 = the cores this rank may use: "
+                                   "its CPU affinity, shared by the ranks of the host when not pinned)", **NONNEG),
     "crop_pct": Option(0.875, "float", "eval: resize shorter side to image_size / crop_pct, then centre crop",
                        check=lambda v: 0 < v <= 1, need="in (0, 1]"),
     "interpolation": Option("bilinear", "str", "resize interpolation", choices=("bilinear", "bicubic")),
@@ -87,6 +87,12 @@ SCHEMA: Dict[str, Option] = {
     "mixup_prob": Option(1.0, "float", "probability of applying mixup/cutmix to a batch", **FRAC),
     "mixup_switch_prob": Option(0.5, "float", "probability of cutmix instead of mixup when both are on", **FRAC),
     "strict_data": Option(False, "bool", "stop on an unreadable image instead of skipping it with a warning"),
+    # --- data pipeline at scale (issue 15) ---
+    "reader_threads": Option(4, "int", "read-ahead threads per device (hide NFS latency; each costs GIL "
+                                       "hand-offs from page cache; 0 or 1 = read in the pipeline's thread)",
+                             **NONNEG),
+    "python_multiprocessing": Option(False, "bool", "run the per-batch random erasing + mixup/cutmix map in "
+                                                    "num_parallel_workers processes instead of one thread"),
     # --- optimisation ---
     "epoch_size": Option(150, "int", "training epochs", **POS),
     "lr": Option(0.1, "float", "peak learning rate (after lr_base_batch_size scaling)", **POS),

@@ -7,9 +7,16 @@ thread as a DataLoader worker has: its fastest single-worker set-up);
 "at N workers" uses the zoo's configured worker count for both, timing one side after the other. CPU ms per image
 (process CPU time / images) is reported beside img/s for the one-worker runs: it is what a core buys, whatever the
 machine's load.
+
+Beside the plain recipe's transforms (the --arch recipe, and torchvision's), the ResNeSt recipe's full train
+transform (RandAugment + per-batch random erasing and mixup/cutmix, no Python op per image) is timed at 1 and N
+workers, with the earlier form of it ("resnest_pyerase": MindSpore's Python RandomErasing per image) as the before
+row; the reader alone (rows/s of encoded bytes, no decode) is timed through the same source the pipeline reads;
+and the 1 -> N scaling and a projection to 24 workers are derived (`project`, assumptions in its docstring).
 """
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import time
@@ -47,22 +54,71 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def ours_pass(cfg, root: str, training: bool, workers: int,
-              repeats: int) -> Tuple[Callable[[], int], Callable[[], None]]:
-    """(one timed pass -> images delivered, cleanup) over common.data.pipeline.create_dataset's real pipeline."""
-    from common.data.pipeline import create_dataset
+# The ResNeSt recipe's augmentation settings (resnest50/default_config.yaml), laid over the --arch recipe.
+RESNEST_KEYS = ("auto_augment", "re_prob", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob", "interpolation",
+                "label_smooth_factor")
 
+
+def resnest_recipe(cfg):
+    """cfg with the ResNeSt recipe's augmentations."""
+    from common.config import read_yaml
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    resnest = read_yaml(os.path.join(here, "resnest50", "default_config.yaml"))
     local = dict(cfg)
-    local.update(num_parallel_workers=workers, data_dir=root)
+    local.update({k: resnest[k] for k in RESNEST_KEYS if k in resnest})
+    return type(cfg)(local)
+
+
+def _python_erasing(cfg):
+    """The ResNeSt train transform as it was before issue 15: MindSpore's Python RandomErasing on every image."""
+    from mindspore.dataset import vision
+
+    from common.data.transforms import train_transforms
+
+    return train_transforms(cfg) + [vision.RandomErasing(prob=cfg.re_prob, scale=(0.02, 1 / 3), ratio=(0.3, 3.3),
+                                                         value=0)]
+
+
+def ours_pass(cfg, root: str, training: bool, workers: int, repeats: int,
+              variant: str = "") -> Tuple[Callable[[], int], Callable[[], None]]:
+    """(one timed pass -> images delivered, cleanup) over common.data.pipeline.create_dataset's real pipeline.
+
+    variant: "" (cfg's recipe), "resnest" (the ResNeSt recipe), "resnest_procs" (the same with its batch map in
+    worker processes), "resnest_pyerase" (its before-issue-15 form), "reader" (the reader alone: encoded bytes, no
+    decode; one pass counts rows)."""
+    from common.data import pipeline
+
+    local = dict(resnest_recipe(cfg) if variant.startswith("resnest") else cfg)
+    local.update(num_parallel_workers=workers, data_dir=root, python_multiprocessing=variant == "resnest_procs")
+    if variant == "resnest_pyerase":
+        local.update(re_prob=0.0)  # erasing per image below, not per batch
     local = type(cfg)(local)
-    dataset, _ = create_dataset(local, "train" if training else "val", training=training, seed=cfg.seed)
+    if variant == "reader":
+        samples, _ = pipeline.scan_image_folder(pipeline.split_dir(root, "train"))
+        source = pipeline.train_source(samples, local)
+        source.order = pipeline.epoch_order(len(source), cfg.seed)
+        dataset = pipeline.reader_dataset(source).project(["label"]).batch(256)
+    elif variant == "resnest_pyerase":  # create_dataset's train path, with the per-image Python erasing
+        from common.data.augment import batch_augment
+
+        samples, _ = pipeline.scan_image_folder(pipeline.split_dir(root, "train"))
+        source = pipeline.train_source(samples, local)
+        source.order = pipeline.epoch_order(len(source), cfg.seed)
+        dataset = pipeline.reader_dataset(source).map(operations=_python_erasing(resnest_recipe(cfg)),
+                                                      input_columns="image", num_parallel_workers=workers)
+        dataset = dataset.batch(cfg.batch_size, drop_remainder=True, per_batch_map=batch_augment(local, cfg.seed),
+                                input_columns=["image", "label"], num_parallel_workers=1)
+    else:
+        dataset, _ = pipeline.create_dataset(local, "train" if training else "val", training=training,
+                                             seed=cfg.seed)
     dataset = dataset.repeat(repeats)
 
     def one_pass() -> int:
         # A fresh one-epoch iterator per pass: a long-lived one would keep decoding into its prefetch queue while
         # the other side is being timed. Its start-up cost stays in the figure (small beside 256+ images).
         iterator = dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)
-        return sum(images.shape[0] for images, _ in iterator)
+        return sum(row[0].shape[0] for row in iterator)
     return one_pass, lambda: None
 
 
@@ -141,8 +197,17 @@ def _measure_sides(sides, cfg, root: str, training: bool, repeats: int, rounds: 
             close()
 
 
+def project(per_core_img_s: float, scaling_1_to_2: float, reader_rows_s: float, workers: int = 24) -> float:
+    """img/s of one rank with `workers` map workers, assuming: (1) each added worker brings what the second one
+    brought here (efficiency = scaling_1_to_2 / 2, held constant: no memory-bandwidth or NUMA wall measured);
+    (2) the rank's reader (one Python thread plus its read-ahead threads) delivers at most the reader-alone rate
+    measured here, and files arrive as fast as from page cache (NFS latency hidden by read-ahead, not measured)."""
+    return min(workers * per_core_img_s * min(1.0, scaling_1_to_2 / 2), reader_rows_s)
+
+
 def run_pipeline(args, cfg, tmp: str) -> dict:
-    """Train and eval pipelines at one worker and at the configured worker count; ratios ours/theirs."""
+    """Train (plain and ResNeSt recipes) and eval pipelines at one worker and at the configured worker count, the
+    reader alone, scaling 1 -> N and the 24-worker projection; ratios ours/theirs for the plain transforms."""
     from common.data.pipeline import default_workers
 
     root = make_jpeg_folder(tmp, args.images, cfg.seed)
@@ -153,12 +218,18 @@ def run_pipeline(args, cfg, tmp: str) -> dict:
     ours: Dict[str, float] = {"workers": workers}
     theirs: Dict[str, float] = {"workers": workers}
     ratios: Dict[str, float] = {}
-    for training in (True, False):
-        split = "train" if training else "eval"
+    reader = functools.partial(ours_pass, variant="reader")
+    got = _measure_sides([("ours", reader, 1)], cfg, root, True, max(8, repeats), rounds)["ours"]
+    ours["reader_rows_s"], ours["reader_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
+    kinds = (("train", True, ""), ("eval", False, ""), ("resnest_train", True, "resnest"),
+             ("resnest_procs_train", True, "resnest_procs"), ("resnest_pyerase_train", True, "resnest_pyerase"))
+    for split, training, variant in kinds:
+        compare = args.compare and not variant
+        mine = functools.partial(ours_pass, variant=variant)
         for label, w_ours, w_theirs in (("1worker", 1, 0), (f"{workers}workers", workers, workers)):
             if label != "1worker" and workers == 1:
                 continue
-            sides = [("ours", ours_pass, w_ours)] + ([("theirs", theirs_pass, w_theirs)] if args.compare else [])
+            sides = [("ours", mine, w_ours)] + ([("theirs", theirs_pass, w_theirs)] if compare else [])
             if label == "1worker":
                 got = _measure_sides(sides, cfg, root, training, repeats, rounds)
             else:
@@ -171,11 +242,17 @@ def run_pipeline(args, cfg, tmp: str) -> dict:
             ours[f"{key}_img_s"] = got["ours"]["img_s"]
             if label == "1worker":
                 ours[f"{key}_cpu_ms_per_img"] = got["ours"]["cpu_ms_per_img"]
-            if args.compare:
+            if compare:
                 theirs[f"{key}_img_s"] = got["theirs"]["img_s"]
                 if label == "1worker":
                     theirs[f"{key}_cpu_ms_per_img"] = got["theirs"]["cpu_ms_per_img"]
                 ratios[key] = got["ours"]["img_s"] / got["theirs"]["img_s"]
+        if workers > 1:
+            scaling = ours[f"{split}_{workers}workers_img_s"] / ours[f"{split}_1worker_img_s"]
+            ours[f"{split}_scaling_1_to_{workers}"] = scaling
+            ours[f"{split}_projected_24workers_img_s"] = project(ours[f"{split}_1worker_img_s"],
+                                                                 scaling * 2 / workers, ours["reader_rows_s"])
+    ours["resnest_vs_plain_per_core"] = ours["resnest_train_1worker_img_s"] / ours["train_1worker_img_s"]
     result = {"ours": ours}
     if args.compare:
         result.update(theirs=theirs, ratios=ratios, ratio=ratios["train_1worker"])

@@ -1,4 +1,5 @@
-"""ResNeSt-recipe augmentations: RandAugment, random erasing, and batch-level mixup/cutmix with soft targets."""
+"""ResNeSt-recipe augmentations: RandAugment (MindSpore's C++ op, per image), and per batch, vectorised in NumPy,
+random erasing and mixup/cutmix with soft targets (`BatchAugment`, one Python call per batch, none per image)."""
 from __future__ import annotations
 
 import re
@@ -44,11 +45,37 @@ def rand_augment(policy: str, interpolation):
     return vision.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=31, interpolation=interpolation)
 
 
-def random_erasing(prob: float):
-    """Random erasing (Zhong et al.) on normalised CHW float images, erased pixels set to zero (the mean)."""
-    from mindspore.dataset import vision
+def erase_boxes(height: int, width: int, count: int, rng: np.random.Generator, scale=(0.02, 1 / 3),
+                ratio=(0.3, 3.3), attempts: int = 10) -> np.ndarray:
+    """(count, 4) int boxes y0, y1, x0, x1 as timm's RandomErasing draws them: area ~ U(scale) of the image, log
+    aspect ~ U(log ratio), h = round(sqrt(area * aspect)), w = round(sqrt(area / aspect)), the first of `attempts`
+    draws that fits (h < height, w < width) placed uniformly; an empty box when none fits."""
+    area = rng.uniform(scale[0], scale[1], (count, attempts)) * height * width
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]), (count, attempts)))
+    h = np.round(np.sqrt(area * aspect)).astype(np.int64)
+    w = np.round(np.sqrt(area / aspect)).astype(np.int64)
+    fits = (h < height) & (w < width)
+    first = fits.argmax(axis=1)
+    rows = np.arange(count)
+    h, w = np.where(fits.any(axis=1), h[rows, first], 0), np.where(fits.any(axis=1), w[rows, first], 0)
+    y0 = (rng.random(count) * (height - h + 1)).astype(np.int64)
+    x0 = (rng.random(count) * (width - w + 1)).astype(np.int64)
+    return np.stack([y0, y0 + h, x0, x0 + w], axis=1)
 
-    return vision.RandomErasing(prob=prob, scale=(0.02, 1 / 3), ratio=(0.3, 3.3), value=0)
+
+def random_erase(images: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """Random erasing (Zhong et al.) of each NCHW normalised image with probability `prob`: one box per chosen image
+    set to zero (the mean), in place; one mask multiply for the whole batch."""
+    n, _, height, width = images.shape
+    chosen = np.flatnonzero(rng.random(n) < prob)
+    if not len(chosen):
+        return images
+    boxes = erase_boxes(height, width, len(chosen), rng)
+    ys, xs = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
+    inside = ((ys >= boxes[:, 0, None, None]) & (ys < boxes[:, 1, None, None])
+              & (xs >= boxes[:, 2, None, None]) & (xs < boxes[:, 3, None, None]))
+    images[chosen] *= ~inside[:, None]
+    return images
 
 
 def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) -> Tuple[int, int, int, int]:
@@ -61,40 +88,78 @@ def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) ->
     return int(y0), int(y1), int(x0), int(x1)
 
 
+def mix_with_reverse(images: np.ndarray, lam: float) -> np.ndarray:
+    """lam * images + (1 - lam) * images[::-1], pair by pair (image i with image n-1-i): the temporaries are one
+    image, which stays in cache, so the batch is read once and written once (the whole-batch expression made three
+    batch-sized temporaries: 0.49 ms of CPU per 224 px image)."""
+    out = np.empty_like(images)
+    n = len(images)
+    for i in range(n // 2):
+        a, b = images[i], images[n - 1 - i]
+        diff = np.subtract(a, b)
+        diff *= lam
+        np.add(b, diff, out=out[i])  # lam * a + (1 - lam) * b
+        np.subtract(a, diff, out=out[n - 1 - i])  # lam * b + (1 - lam) * a
+    if n % 2:
+        out[n // 2] = images[n // 2]
+    return out
+
+
 class MixupCutmix:
     """Batch map (images NCHW float32, int labels) -> (mixed images, soft float32 targets), as timm's Mixup.
 
     Each batch is mixed with its reverse: mixup blends whole images with lam ~ Beta(mixup, mixup); cutmix pastes a
     box with lam ~ Beta(cutmix, cutmix), lam then corrected to the pasted area. With both on, cutmix is chosen with
-    `switch_prob`; a batch is left unmixed with probability 1 - `prob`. Targets carry the label smoothing.
+    `switch_prob`; a batch is left unmixed with probability 1 - `prob`. Targets carry the label smoothing. With
+    `re_prob`, random erasing is applied to each image first (timm erases per image, then mixes the batch).
+
+    Batch b draws from a generator seeded by (seed, b), not from one running stream: the result for a batch is the
+    same whichever worker (thread or process) makes it, so an epoch replays exactly on resume.
     """
 
     def __init__(self, num_classes: int, mixup: float = 0.0, cutmix: float = 0.0, prob: float = 1.0,
-                 switch_prob: float = 0.5, smoothing: float = 0.0, seed: Optional[int] = None) -> None:
+                 switch_prob: float = 0.5, smoothing: float = 0.0, seed: Optional[int] = None,
+                 re_prob: float = 0.0) -> None:
         self.num_classes, self.mixup, self.cutmix = num_classes, mixup, cutmix
         self.prob, self.switch_prob, self.smoothing = prob, switch_prob, smoothing
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.re_prob = (0 if seed is None else seed), re_prob
+        self.calls = 0
 
-    def _lam(self) -> Tuple[float, bool]:
-        if self.rng.random() >= self.prob:
+    def _lam(self, rng: np.random.Generator) -> Tuple[float, bool]:
+        if self.mixup <= 0 and self.cutmix <= 0 or rng.random() >= self.prob:
             return 1.0, False
-        use_cutmix = self.cutmix > 0 and (self.mixup <= 0 or self.rng.random() < self.switch_prob)
+        use_cutmix = self.cutmix > 0 and (self.mixup <= 0 or rng.random() < self.switch_prob)
         alpha = self.cutmix if use_cutmix else self.mixup
-        return float(self.rng.beta(alpha, alpha)), use_cutmix
+        return float(rng.beta(alpha, alpha)), use_cutmix
 
     def __call__(self, images: np.ndarray, labels: np.ndarray, batch_info=None):
-        images = np.asarray(images, dtype=np.float32)
+        batch = batch_info.get_batch_num() if batch_info is not None else self.calls
+        self.calls += 1
+        rng = np.random.default_rng([self.seed, batch])
         labels = np.asarray(labels).astype(np.int64).reshape(-1)
-        lam, use_cutmix = self._lam()
+        if self.re_prob > 0:  # a writable copy: the batch op's arrays may be read-only
+            images = random_erase(np.array(images, dtype=np.float32), self.re_prob, rng)
+        else:
+            images = np.asarray(images, dtype=np.float32)
+        lam, use_cutmix = self._lam(rng)
         if lam < 1.0:
-            flipped = images[::-1]
             if use_cutmix:
-                y0, y1, x0, x1 = cutmix_box(images.shape[2], images.shape[3], lam, self.rng)
-                images = images.copy()
-                images[:, :, y0:y1, x0:x1] = flipped[:, :, y0:y1, x0:x1]
+                y0, y1, x0, x1 = cutmix_box(images.shape[2], images.shape[3], lam, rng)
+                images = np.array(images) if self.re_prob <= 0 else images
+                images[:, :, y0:y1, x0:x1] = images[::-1, :, y0:y1, x0:x1].copy()
                 lam = 1.0 - (y1 - y0) * (x1 - x0) / float(images.shape[2] * images.shape[3])
             else:
-                images = images * lam + flipped * (1.0 - lam)
+                images = mix_with_reverse(images, lam)
+        if self.mixup <= 0 and self.cutmix <= 0:
+            return images, labels.astype(np.int32)
         target = smooth_one_hot(labels, self.num_classes, self.smoothing)
         target = lam * target + (1.0 - lam) * target[::-1]
-        return images.astype(np.float32), target.astype(np.float32)
+        return images.astype(np.float32, copy=False), target.astype(np.float32)
+
+
+def batch_augment(cfg, seed: Optional[int]) -> Optional[MixupCutmix]:
+    """The per-batch map of a training recipe (random erasing and/or mixup/cutmix), None when it has neither."""
+    if cfg.get("re_prob", 0) <= 0 and cfg.mixup <= 0 and cfg.cutmix <= 0:
+        return None
+    return MixupCutmix(cfg.num_classes, cfg.mixup, cfg.cutmix, cfg.mixup_prob, cfg.mixup_switch_prob,
+                       cfg.label_smooth_factor, seed, re_prob=cfg.get("re_prob", 0.0))

@@ -27,13 +27,15 @@ def eval_transforms(cfg) -> list:
 
 
 def train_transforms(cfg) -> list:
-    """Fused decode + RandomResizedCrop, flip, RandAugment or colour jitter, normalise, HWC->CHW, random erasing.
+    """Fused decode + RandomResizedCrop, flip, RandAugment or colour jitter, normalise, HWC->CHW: all C++ ops.
 
     As in timm, colour jitter is left out when a RandAugment policy is set (the policy has its own colour ops).
+    Random erasing (re_prob) runs per batch with mixup/cutmix (augment.MixupCutmix): MindSpore's RandomErasing is
+    a Python op, which would put the GIL in every image's path.
     """
     from mindspore.dataset import vision
 
-    from .augment import rand_augment, random_erasing
+    from .augment import rand_augment
 
     inter = interpolation_mode(cfg.interpolation)
     ops: list = [vision.RandomCropDecodeResize(cfg.image_size, scale=(cfg.scale_min, 1.0), ratio=(3 / 4, 4 / 3),
@@ -45,7 +47,4 @@ def train_transforms(cfg) -> list:
     elif cfg.color_jitter > 0:
         j = cfg.color_jitter
         ops.append(vision.RandomColorAdjust(brightness=j, contrast=j, saturation=j))
-    ops += [vision.Normalize(IMAGENET_MEAN, IMAGENET_STD), vision.HWC2CHW()]
-    if cfg.get("re_prob", 0) > 0:
-        ops.append(random_erasing(cfg.re_prob))
-    return ops
+    return ops + [vision.Normalize(IMAGENET_MEAN, IMAGENET_STD), vision.HWC2CHW()]

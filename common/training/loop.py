@@ -18,6 +18,7 @@ import mindspore as ms
 from ..config import dump_config
 from ..cpu_ops import native_ops
 from ..data.folder import CheckedImageSource, check_data_files, scan_image_folder, split_dir
+from ..data.pipeline import launcher_rank, train_shard, train_source
 from ..errors import UserError
 from ..fileio import check_writable_folder, write_json
 from ..inference.class_names import CLASS_NAMES_FILE
@@ -118,11 +119,15 @@ def train(cfg, model) -> int:
         from ..compat import set_deterministic
 
         set_deterministic(True)  # before init() inside init_context, so collectives are covered
+    # --strict_data reads this rank's own shard, before the collective starts (a bad file fails in seconds)
+    checked = launcher_rank() if cfg.strict_data else None
+    if checked:
+        check_data_files(train_shard(samples, *checked, cfg.seed), cfg.reader_threads)
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
     if dist.is_main:
         check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)
-    if cfg.strict_data:
-        check_data_files(samples)
+    if cfg.strict_data and checked != (dist.rank, dist.group_size):  # the launcher did not say, or said otherwise
+        check_data_files(train_shard(samples, dist.rank, dist.group_size, cfg.seed), cfg.reader_threads)
     ms.set_seed(cfg.seed)
     global_batch = cfg.batch_size * dist.group_size
     steps_per_epoch = len(samples) // global_batch
@@ -178,7 +183,7 @@ def _run_loop(cfg, model, dist, net, step_cell, samples, steps_per_epoch: int, s
     from . import sink
 
     start_epoch, start_step = start
-    source = CheckedImageSource(samples, strict=cfg.strict_data)
+    source = train_source(samples, cfg, dist.rank, dist.group_size)
     saver = CheckpointSaver(cfg.output_dir, cfg.arch, cfg.keep_checkpoint_max, enabled=dist.is_main)
     saver.last_path = resumed_from  # the last good checkpoint until this run writes one
     logger = StepLogger(steps_per_epoch, cfg.batch_size * dist.group_size, cfg.log_interval, enabled=dist.is_main,
