@@ -119,6 +119,13 @@ SCHEMA: Dict[str, Option] = {
     "log_interval": Option(100, "int", "steps between per-step log lines", **POS),
     "dataset_sink_mode": Option(False, "bool", "sink the data pipeline into the device graph (Ascend/GPU)"),
     "checkpoint_path": Option("", "str", "eval/export/predict: checkpoint to load"),
+    # --- eval preprocessing presets (common.data.presets) ---
+    "eval_preset": Option("", "str", "eval/predict/export preprocessing as the weights' authors evaluated them "
+                                     "('' = the one recorded beside the checkpoint, else zoo)",
+                          choices=("", "zoo", "torchvision_v1", "torchvision_v2", "timm")),
+    "eval_backend": Option("", "str", "eval decode+resize: pil (antialiased, as torchvision/timm) or mindspore "
+                                      "('' = the preset's: mindspore for zoo, pil for the others)",
+                           choices=("", "pil", "mindspore")),
 }
 
 ALIASES = {"per_batch_size": "batch_size", "max_epoch": "epoch_size", "ckpt_path": "output_dir",
