@@ -5,7 +5,15 @@
 
 The graph is the network in eval mode (BN uses its moving statistics, no dropout), optionally followed by a
 softmax, with one float32 NCHW input named `image`. The file is written under a temporary name and renamed, so a
-failed export never leaves a half-written file under the final name.
+failed export never leaves a half-written file under the final name. Beside it, `<name>.preprocess.json` records
+the preprocessing a server must apply (common.data.presets: preset, resize, crop, interpolation, mean/std), and
+eval.py --model_file reads it back.
+
+`--batch_size -1` (or `--dynamic_batch true`) leaves the batch axis open. MINDIR: traced with a None batch, which
+MindSpore 2.8 supports. ONNX: MindSpore 2.8 refuses dynamic shapes ("Export ONNX format model not support dynamic
+shape mode"), so the graph is traced at batch 1 and its input and output batch dimension renamed to the symbol
+`batch`, after checking that no node (Reshape and the like) holds the traced batch as a constant. AIR keeps a
+fixed batch.
 """
 from __future__ import annotations
 
@@ -17,12 +25,17 @@ import numpy as np
 from mindspore import nn
 
 from ..config import Option
+from ..data.presets import apply_recorded, resolve_preset, write_record
 from ..errors import UserError
 from ..fileio import atomic_write, check_writable_folder
 from .network import command_line_keys, load_inference_network
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 OPTIONS: Dict[str, Option] = {
+    # export's batch may be -1 (dynamic); the schema's batch_size (> 0) is replaced for this command only
+    "batch_size": Option(1, "int", "batch of the exported graph (-1 = dynamic, as --dynamic_batch true)",
+                         check=lambda v: v > 0 or v == -1, need="> 0 or -1"),
+    "dynamic_batch": Option(False, "bool", "leave the batch axis open (ONNX: symbolic 'batch'; MINDIR: -1; not AIR)"),
     "file_format": Option("MINDIR", "str", "export format: MINDIR or ONNX anywhere, AIR on Ascend only"),
     "file_name": Option("", "str", "output file, suffix added when missing ('' = the arch name)"),
     "height": Option(0, "int", "input height in pixels (0 = image_size)", check=lambda v: v >= 0, need=">= 0"),
@@ -30,7 +43,8 @@ OPTIONS: Dict[str, Option] = {
     "softmax": Option(False, "bool", "append a softmax so the graph outputs probabilities"),
 }
 USAGE = ("usage: python <model>/export.py --checkpoint_path CKPT --file_format {AIR,ONNX,MINDIR} --file_name NAME "
-         "[--batch_size 1] [--height 224] [--width 224] [--device_target T] [--num_classes N] [--softmax true]")
+         "[--batch_size 1|-1] [--dynamic_batch true] [--eval_preset P] [--height 224] [--width 224] "
+         "[--device_target T] [--num_classes N] [--softmax true]")
 
 
 class InferenceNet(nn.Cell):
@@ -73,27 +87,70 @@ def export_path(file_name: str, file_format: str) -> str:
     return os.path.abspath(file_name if file_name.lower().endswith(suffix) else file_name + suffix)
 
 
+# ONNX ops whose inputs can carry a batch size as a constant: a graph with one of them cannot be made batch-free by
+# renaming its input and output dimension
+_SHAPE_OPS = ("Reshape", "Expand", "Tile", "ConstantOfShape", "Resize", "Upsample")
+
+
+def make_onnx_batch_dynamic(path: str, name: str = "batch") -> None:
+    """Rename the first dimension of the ONNX file's inputs and outputs to the symbol `name` and drop the traced
+    intermediate shapes; refuses (UserError) a graph with a shape-carrying op, which may hold the traced batch."""
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("a dynamic-batch ONNX export needs the onnx package; pip install onnx, or export with a fixed "
+                        "--batch_size") from None
+    model = onnx.load(path)
+    fixed = sorted({node.op_type for node in model.graph.node if node.op_type in _SHAPE_OPS})
+    if fixed:
+        raise UserError(f"this graph has {', '.join(fixed)} nodes that may fix the batch size; export ONNX with a "
+                        f"fixed --batch_size (or MINDIR with --dynamic_batch true)")
+    for value in (*model.graph.input, *model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = name
+    del model.graph.value_info[:]
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
 def export_network(cell, file_name: str, file_format: str, batch_size: int, height: int, width: int) -> str:
-    """Trace `cell` on a zero batch of the given shape and write it; returns the path written."""
+    """Trace `cell` on a zero batch of the given shape (batch -1: the batch axis left open) and write it; returns the
+    path written."""
     suffix = FORMATS[file_format]
     path = export_path(file_name, file_format)
     check_writable_folder(os.path.dirname(path), "--file_name folder")
-    dummy = ms.Tensor(np.zeros((batch_size, 3, height, width), dtype=np.float32))
+    if batch_size == -1 and file_format == "MINDIR":
+        dummy = ms.Tensor(shape=[None, 3, height, width], dtype=ms.float32)
+    else:
+        dummy = ms.Tensor(np.zeros((1 if batch_size == -1 else batch_size, 3, height, width), dtype=np.float32))
 
     def write(tmp: str) -> None:  # MindSpore appends the suffix itself: give it the name without
         ms.export(cell, dummy, file_name=tmp[:-len(suffix)], file_format=file_format)
+        if batch_size == -1 and file_format == "ONNX":
+            make_onnx_batch_dynamic(tmp)
 
     return atomic_write(path, write, "file", "choose a writable --file_name", suffix=suffix)
 
 
 def run(model, cfg, argv: Sequence[str]) -> int:
-    """<model>/export.py: the checkpoint's inference graph as a MINDIR, ONNX or AIR file."""
+    """<model>/export.py: the checkpoint's inference graph as a MINDIR, ONNX or AIR file, and its preprocessing."""
     fmt = check_format(cfg.file_format, cfg.device_target)
-    if "batch_size" not in command_line_keys(argv, OPTIONS):
+    given = command_line_keys(argv, OPTIONS)
+    if "batch_size" not in given:
         cfg.batch_size = 1  # the recipe's training batch is no default for a deployed graph
+    if cfg.dynamic_batch:
+        cfg.batch_size = -1
+    if cfg.batch_size == -1 and fmt == "AIR":
+        raise UserError("AIR is exported with a fixed batch here; pass --batch_size N, or export MINDIR/ONNX with "
+                        "--dynamic_batch true")
     height, width = cfg.height or cfg.image_size, cfg.width or cfg.image_size
     # before the network is built and traced
     check_writable_folder(os.path.dirname(export_path(cfg.file_name or cfg.arch, fmt)), "--file_name folder")
+    if not cfg.checkpoint_path:
+        raise UserError("--checkpoint_path is not set; pass the .ckpt file to export")
+    apply_recorded(cfg, cfg.checkpoint_path, given)  # a converted checkpoint's preset travels on to the server
+    preset = resolve_preset(cfg.eval_preset or "zoo", height, cfg.crop_pct, cfg.interpolation, cfg.eval_backend)
 
     from ..context import init_context
     from ..cpu_ops import native_ops
@@ -105,6 +162,9 @@ def run(model, cfg, argv: Sequence[str]) -> int:
         net = load_inference_network(cfg, argv, OPTIONS)
     path = export_network(inference_cell(net, cfg.softmax), cfg.file_name or cfg.arch, fmt, cfg.batch_size,
                           height, width)
-    print(f"exported {cfg.arch} ({cfg.num_classes} classes, input 'image' {cfg.batch_size}x3x{height}x{width}"
-          f"{', softmax' if cfg.softmax else ''}) to {path}", flush=True)
+    side = write_record(path, preset, input="exported", input_name="image", input_size=[height, width],
+                        arch=cfg.arch, num_classes=cfg.num_classes, softmax=bool(cfg.softmax))
+    batch = "dynamic batch" if cfg.batch_size == -1 else str(cfg.batch_size)
+    print(f"exported {cfg.arch} ({cfg.num_classes} classes, input 'image' {batch}x3x{height}x{width}"
+          f"{', softmax' if cfg.softmax else ''}) to {path}; preprocessing ({preset.name}) in {side}", flush=True)
     return 0
