@@ -11,9 +11,9 @@ eval.py --model_file reads it back.
 
 `--batch_size -1` (or `--dynamic_batch true`) leaves the batch axis open. MINDIR: traced with a None batch, which
 MindSpore 2.8 supports. ONNX: MindSpore 2.8 refuses dynamic shapes ("Export ONNX format model not support dynamic
-shape mode"), so the graph is traced at batch 1 and its input and output batch dimension renamed to the symbol
-`batch`, after checking that no node (Reshape and the like) holds the traced batch as a constant. AIR keeps a
-fixed batch.
+shape mode"), so the graph is traced at batch 7, the zero tensors the max-pool padding concatenates are turned into
+Pad nodes, and the input and output batch dimension renamed to the symbol `batch`, after checking that no constant
+(a Reshape target, say) still holds the traced batch. AIR keeps a fixed batch.
 """
 from __future__ import annotations
 
@@ -87,24 +87,72 @@ def export_path(file_name: str, file_format: str) -> str:
     return os.path.abspath(file_name if file_name.lower().endswith(suffix) else file_name + suffix)
 
 
-# ONNX ops whose inputs can carry a batch size as a constant: a graph with one of them cannot be made batch-free by
-# renaming its input and output dimension
-_SHAPE_OPS = ("Reshape", "Expand", "Tile", "ConstantOfShape", "Resize", "Upsample")
+# ONNX is traced at this batch when the batch axis is to be dynamic: a prime no layer of these networks has as its
+# first dimension, so a constant still carrying it after the rewrite below is found and refused
+TRACE_BATCH = 7
+# ops whose second and later inputs are weights (a 7-class head's bias is no batch)
+_WEIGHT_OPS = ("Conv", "Gemm", "MatMul", "BatchNormalization")
+
+
+def _constants(graph) -> Dict[str, np.ndarray]:
+    """Initializers and Constant-node outputs of an ONNX graph, by name."""
+    from onnx import numpy_helper
+
+    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return found
+
+
+def _zero_concats_to_pads(model) -> None:
+    """Concat(zeros, x, zeros) -> Pad(x): the zoo's ZeroPadPool pads with zero tensors traced at a fixed batch."""
+    from onnx import helper, numpy_helper
+
+    graph, consts = model.graph, _constants(model.graph)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=11)
+    for index, node in enumerate(list(graph.node)):
+        fixed = [i for i in node.input if i in consts]
+        moving = [i for i in node.input if i not in consts]
+        if node.op_type != "Concat" or len(moving) != 1 or not fixed or any(consts[i].any() for i in fixed):
+            continue
+        rank = consts[fixed[0]].ndim
+        axis = helper.get_attribute_value(node.attribute[0]) % rank
+        at = list(node.input).index(moving[0])
+        pads = [0] * (2 * rank)
+        pads[axis] = sum(consts[i].shape[axis] for i in node.input[:at])
+        pads[rank + axis] = sum(consts[i].shape[axis] for i in node.input[at + 1:])
+        if opset >= 11:
+            graph.initializer.append(numpy_helper.from_array(np.array(pads, np.int64), f"{node.name}_pads"))
+            pad = helper.make_node("Pad", [moving[0], f"{node.name}_pads"], list(node.output), name=f"{node.name}_pad")
+        else:
+            pad = helper.make_node("Pad", [moving[0]], list(node.output), name=f"{node.name}_pad", pads=pads)
+        graph.node.remove(node)
+        graph.node.insert(index, pad)
+    used = {i for node in graph.node for i in node.input}
+    for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        graph.node.remove(node)
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(tensor)
 
 
 def make_onnx_batch_dynamic(path: str, name: str = "batch") -> None:
-    """Rename the first dimension of the ONNX file's inputs and outputs to the symbol `name` and drop the traced
-    intermediate shapes; refuses (UserError) a graph with a shape-carrying op, which may hold the traced batch."""
+    """Rename the first dimension of the ONNX file's inputs and outputs (traced at TRACE_BATCH) to the symbol `name`,
+    after turning zero-padding concats into Pad nodes; refuses (UserError) a graph that still holds a constant of the
+    traced batch (a Reshape target, say), which would break at any other batch."""
     try:
         import onnx
     except ImportError:
         raise UserError("a dynamic-batch ONNX export needs the onnx package; pip install onnx, or export with a fixed "
                         "--batch_size") from None
     model = onnx.load(path)
-    fixed = sorted({node.op_type for node in model.graph.node if node.op_type in _SHAPE_OPS})
-    if fixed:
-        raise UserError(f"this graph has {', '.join(fixed)} nodes that may fix the batch size; export ONNX with a "
-                        f"fixed --batch_size (or MINDIR with --dynamic_batch true)")
+    _zero_concats_to_pads(model)
+    weights = {i for node in model.graph.node if node.op_type in _WEIGHT_OPS for i in node.input[1:]}
+    for key, value in _constants(model.graph).items():
+        if key not in weights and value.ndim and value.shape[0] == TRACE_BATCH or (
+                value.ndim == 1 and value.dtype.kind == "i" and value.size and value[0] == TRACE_BATCH):
+            raise UserError(f"the ONNX graph holds a constant tied to the batch ('{key}', shape {list(value.shape)});"
+                            f" export ONNX with a fixed --batch_size, or MINDIR with --dynamic_batch true")
     for value in (*model.graph.input, *model.graph.output):
         dim = value.type.tensor_type.shape.dim[0]
         dim.ClearField("dim_value")
@@ -123,7 +171,7 @@ def export_network(cell, file_name: str, file_format: str, batch_size: int, heig
     if batch_size == -1 and file_format == "MINDIR":
         dummy = ms.Tensor(shape=[None, 3, height, width], dtype=ms.float32)
     else:
-        dummy = ms.Tensor(np.zeros((1 if batch_size == -1 else batch_size, 3, height, width), dtype=np.float32))
+        dummy = ms.Tensor(np.zeros((TRACE_BATCH if batch_size == -1 else batch_size, 3, height, width), np.float32))
 
     def write(tmp: str) -> None:  # MindSpore appends the suffix itself: give it the name without
         ms.export(cell, dummy, file_name=tmp[:-len(suffix)], file_format=file_format)
