@@ -96,6 +96,24 @@ def throughput(paths: list, backend: str, images: int, workers: int) -> float:
     return best
 
 
+def per_image_ms(paths: list, backend: str, rounds: int = 5) -> float:
+    """Milliseconds per photograph of the torchvision_v1 transform, one thread, best of `rounds` passes (the best
+    pass is the one least disturbed by other processes on a shared machine)."""
+    from common.data.presets import eval_ops, resolve_preset
+
+    ops = eval_ops(resolve_preset("torchvision_v1", backend=backend))
+    blobs = [np.fromfile(p, dtype=np.uint8) for p in paths]
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for blob in blobs:
+            data = blob
+            for op in ops:
+                data = op(data)
+        best = min(best, (time.perf_counter() - start) / len(blobs))
+    return 1000 * best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=64, help="images per throughput pass")
@@ -109,6 +127,9 @@ def main() -> int:
         for name, backend, resize, crop, inter, worst, means in differences(paths):
             print(f"| {name} | {backend} | {resize} / {crop} / {inter} | {worst:.3g} | "
                   + ", ".join(f"{m:.4f}" for m in means) + " |")
+        for backend in ("mindspore", "pil"):
+            print(f"one thread, torchvision_v1 sizes, {backend}: {per_image_ms(paths, backend):.2f} ms per photograph "
+                  f"(best of 5 passes over the five)")
         for backend in ("mindspore", "pil"):
             rate = throughput(paths, backend, args.images, args.workers)
             print(f"eval pipeline, torchvision_v1 sizes, {backend}: {rate:.1f} img/s "
