@@ -94,3 +94,18 @@ def test_model_file_mistakes_are_one_line(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
         assert words in lines[0]
+
+
+def test_onnx_without_onnxruntime_is_one_line(tmp_path):
+    """A python where `import onnxruntime` fails (a stand-in package that raises ImportError) gets the install hint."""
+    write_image_folder(str(tmp_path / "data" / "val"), (1, 1))
+    stub = tmp_path / "stub" / "onnxruntime"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('no onnxruntime here')\n")
+    (tmp_path / "model.onnx").write_bytes(b"unused")
+    result = run_cli(["resnext50_32x4d/eval.py", "--model_file", str(tmp_path / "model.onnx"), "--data_dir",
+                      str(tmp_path / "data"), "--device_target", "CPU"],
+                     env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "stub"), os.environ.get("PYTHONPATH", "")])})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "needs onnxruntime" in lines[0] and "pip install onnxruntime" in lines[0]
