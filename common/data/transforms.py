@@ -18,7 +18,8 @@ def interpolation_mode(name: str):
 
 
 def eval_transforms(cfg) -> list:
-    """Decode, resize shorter side to image_size / crop_pct, centre crop, normalise, HWC->CHW."""
+    """Decode, resize shorter side to image_size / crop_pct, centre crop, normalise, HWC->CHW; with eval_preset or
+    eval_backend set, that preset's ops instead (common.data.presets)."""
     from mindspore.dataset import vision
 
     if cfg.get("eval_preset") or cfg.get("eval_backend"):  # a weight source's own preprocessing (presets.py)

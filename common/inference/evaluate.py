@@ -3,8 +3,9 @@
 Every image of the split is counted exactly once: rank r of n evaluates images r, r + n, r + 2n, ... (an explicit
 index list, so no shard is padded with repeated images), and the last partial batch is kept (padded with zeros to
 the batch shape, the padding rows not scored); the data come from common.data.pipeline, the builder training uses.
-The per-rank counts are summed with one all-reduce; nothing is passed between ranks through files. Rank 0 prints
-the ModelZoo lines that users grep:
+The per-rank counts are summed with one all-reduce; nothing is passed between ranks through files. With
+--model_file the network is an exported MINDIR/ONNX file (common.inference.network.ModelFileNet), scored the same
+way, with the preprocessing recorded beside it (common.data.presets). Rank 0 prints the ModelZoo lines users grep:
 
     after allreduce eval: top1_correct=39666, tot=49984,acc=79.36%(TOP1)
     after allreduce eval: top5_correct=46440, tot=49984,acc=92.91%(TOP5)
