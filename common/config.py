@@ -137,6 +137,13 @@ SCHEMA: Dict[str, Option] = {
     "use_ema": Option(False, "bool", "eval/export/predict: use the EMA weights stored in a train.py checkpoint"),
     "grad_accum_steps": Option(1, "int", "micro-batches of batch_size per optimizer step (global batch x K)", **POS),
     "sync_bn": Option(False, "bool", "data-parallel runs on Ascend/GPU: BatchNorm statistics over all devices"),
+    # --- eval preprocessing presets (common.data.presets) ---
+    "eval_preset": Option("", "str", "eval/predict/export preprocessing as the weights' authors evaluated them "
+                                     "('' = the one recorded beside the checkpoint, else zoo)",
+                          choices=("", "zoo", "torchvision_v1", "torchvision_v2", "timm")),
+    "eval_backend": Option("", "str", "eval decode+resize: pil (antialiased, as torchvision/timm) or mindspore "
+                                      "('' = the preset's: mindspore for zoo, pil for the others)",
+                           choices=("", "pil", "mindspore")),
 }
 
 ALIASES = {"per_batch_size": "batch_size", "max_epoch": "epoch_size", "ckpt_path": "output_dir",

@@ -4,6 +4,11 @@
     python scripts/convert_weights.py --arch resnext50_32x4d --src resnext50_32x4d-1a0047aa.pth --out r50.ckpt
 
 PyTorch is not needed: .pth files are read with a restricted unpickler that runs no pickle code.
+
+Beside the checkpoint, `<out>.preprocess.json` records the eval preset the weights' authors measured their accuracy
+with (common.data.presets), so eval.py, predict.py and export.py use it by themselves. --eval_preset chooses it;
+without it: timm for resnest50 (timm's resnest50d), torchvision_v2 for torchvision's IMAGENET1K_V2 ResNeXt-50 file
+(resnext50_32x4d-1a0047aa.pth), torchvision_v1 for any other ResNeXt file.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import list_models  # noqa: E402
+from common.data.presets import PRESET_NAMES, resolve_preset, write_record  # noqa: E402
 from common.errors import UserError, cli_main  # noqa: E402
 
 
@@ -22,7 +28,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--arch", required=True, choices=list_models(), help="target architecture")
     parser.add_argument("--src", required=True, help="PyTorch state dict: .pth/.pt (zip) or .safetensors")
     parser.add_argument("--out", required=True, help="MindSpore checkpoint to write (.ckpt)")
+    parser.add_argument("--eval_preset", default="", choices=("", *PRESET_NAMES),
+                        help="preprocessing the weights were evaluated with ('' = guessed from --arch and --src)")
     return parser.parse_args(argv)
+
+
+def default_preset(arch: str, src: str) -> str:
+    """The weight source's eval preset, from the architecture and the file name (see the module doc)."""
+    if arch.startswith("resnest"):
+        return "timm"
+    return "torchvision_v2" if "1a0047aa" in os.path.basename(src) else "torchvision_v1"
 
 
 @cli_main
@@ -44,7 +59,10 @@ def main(argv=None) -> int:
     out = args.out if args.out.endswith(".ckpt") else args.out + ".ckpt"
     save_checkpoint_atomic([{"name": k, "data": ms.Tensor(v)} for k, v in params.items()], out)
     total = sum(int(v.size) for v in params.values())
-    print(f"wrote {out}: {args.arch}, {num_classes} classes, {len(params)} tensors, {total:,} values")
+    preset = resolve_preset(args.eval_preset or default_preset(args.arch, args.src))
+    side = write_record(out, preset, input="checkpoint", source=os.path.basename(args.src))
+    print(f"wrote {out}: {args.arch}, {num_classes} classes, {len(params)} tensors, {total:,} values; eval preset "
+          f"{preset.name} in {side}")
     return 0
 
 

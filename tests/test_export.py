@@ -74,6 +74,50 @@ def test_export_softmax_outputs_probabilities(tmp_path):
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("fmt,flag", [("ONNX", ["--batch_size", "-1"]), ("MINDIR", ["--dynamic_batch", "true"])])
+def test_dynamic_batch_file_serves_batches_1_3_8(fmt, flag, tmp_path):
+    """One file, three batch sizes, each equal to the network's output; ONNX declares a symbolic batch axis."""
+    import json
+
+    import mindspore as ms
+
+    ckpt = str(tmp_path / "net.ckpt")
+    net = make_checkpoint(ckpt, "resnext50_32x4d", NUM_CLASSES, seed=6)
+    result = run_cli(["resnext50_32x4d/export.py", "--checkpoint_path", ckpt, "--file_format", fmt, "--file_name",
+                      str(tmp_path / "dyn"), "--device_target", "CPU", "--height", str(SIZE), "--width", str(SIZE),
+                      *flag])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dynamic batch" in result.stdout
+    record = json.loads((tmp_path / "dyn.preprocess.json").read_text())
+    assert (record["eval_preset"], record["crop"], record["input_name"]) == ("zoo", SIZE, "image")
+    if fmt == "ONNX":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(tmp_path / "dyn.onnx"), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].shape == ["batch", 3, SIZE, SIZE]
+        assert session.get_outputs()[0].shape == ["batch", NUM_CLASSES]
+
+        def run(x):
+            return session.run(None, {"image": x})[0]
+    else:
+        graph = ms.nn.GraphCell(ms.load(str(tmp_path / "dyn.mindir")))
+
+        def run(x):
+            return graph(ms.Tensor(x)).asnumpy()
+    rng = np.random.default_rng(2)
+    for batch in (1, 3, 8):
+        image = rng.normal(size=(batch, 3, SIZE, SIZE)).astype(np.float32)
+        assert_close(run(image), net(ms.Tensor(image)).asnumpy())
+
+
+def test_batch_size_zero_is_refused_with_one_line(small_ckpt, tmp_path):
+    result = run_cli(["resnext50_32x4d/export.py", "--checkpoint_path", small_ckpt, "--file_name",
+                      str(tmp_path / "m"), "--device_target", "CPU", "--batch_size", "0"])
+    assert result.returncode == 2
+    assert "> 0 or -1" in _one_error_line(result)
+    assert not os.listdir(tmp_path)
+
+
 def _one_error_line(result) -> str:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()

@@ -18,9 +18,14 @@ def interpolation_mode(name: str):
 
 
 def eval_transforms(cfg) -> list:
-    """Decode, resize shorter side to image_size / crop_pct, centre crop, normalise, HWC->CHW."""
+    """Decode, resize shorter side to image_size / crop_pct, centre crop, normalise, HWC->CHW; with eval_preset or
+    eval_backend set, that preset's ops instead (common.data.presets)."""
     from mindspore.dataset import vision
 
+    if cfg.get("eval_preset") or cfg.get("eval_backend"):  # a weight source's own preprocessing (presets.py)
+        from .presets import eval_ops, preset_of
+
+        return eval_ops(preset_of(cfg))
     resize = vision.Resize(eval_size(cfg.image_size, cfg.crop_pct), interpolation_mode(cfg.interpolation))
     return [vision.Decode(), resize,
             vision.CenterCrop(cfg.image_size), vision.Normalize(IMAGENET_MEAN, IMAGENET_STD), vision.HWC2CHW()]

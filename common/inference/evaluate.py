@@ -3,8 +3,9 @@
 Every image of the split is counted exactly once: rank r of n evaluates images r, r + n, r + 2n, ... (an explicit
 index list, so no shard is padded with repeated images), and the last partial batch is kept (padded with zeros to
 the batch shape, the padding rows not scored); the data come from common.data.pipeline, the builder training uses.
-The per-rank counts are summed with one all-reduce; nothing is passed between ranks through files. Rank 0 prints
-the ModelZoo lines that users grep:
+The per-rank counts are summed with one all-reduce; nothing is passed between ranks through files. With
+--model_file the network is an exported MINDIR/ONNX file (common.inference.network.ModelFileNet), scored the same
+way, with the preprocessing recorded beside it (common.data.presets). Rank 0 prints the ModelZoo lines users grep:
 
     after allreduce eval: top1_correct=39666, tot=49984,acc=79.36%(TOP1)
     after allreduce eval: top5_correct=46440, tot=49984,acc=92.91%(TOP5)
@@ -20,12 +21,13 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ..config import SCHEMA
+from ..config import SCHEMA, Option
 from ..data.folder import first_undecodable, scan_image_folder, split_dir
 from ..data.pipeline import create_dataset, eval_source
+from ..data.presets import apply_recorded, preset_of, record, sidecar_path
 from ..errors import UserError
 from ..fileio import check_writable_folder, write_json
-from .network import command_line_keys, load_inference_network
+from .network import check_model_file, command_line_keys, load_inference_network, load_model_file
 
 TOPK = 5
 
@@ -127,15 +129,20 @@ def evaluate_network(net, cfg, dist, split: str = "val", log: bool = True) -> Di
     return result
 
 
-USAGE = ("usage: python <model>/eval.py --data_dir DIR --checkpoint_path CKPT --device_target {Ascend,GPU,CPU} "
-         "[--batch_size N] [--output_dir D] [--<any option> VALUE]")
+OPTIONS: Dict[str, Option] = {
+    "model_file": Option("", "str", "evaluate this exported .mindir or .onnx file (export.py) instead of "
+                                    "--checkpoint_path"),
+}
+USAGE = ("usage: python <model>/eval.py --data_dir DIR {--checkpoint_path CKPT | --model_file X.mindir|X.onnx} "
+         "--device_target {Ascend,GPU,CPU} [--batch_size N] [--eval_preset P] [--output_dir D] [--<any option> VALUE]")
 
 
 def result_path(cfg, argv: Sequence[str]) -> str:
-    """eval_<checkpoint name>.json next to the checkpoint, or in --output_dir when the user chose one."""
-    chosen = "output_dir" in command_line_keys(argv) or cfg.output_dir != SCHEMA["output_dir"].default
-    folder = cfg.output_dir if chosen else os.path.dirname(os.path.abspath(cfg.checkpoint_path))
-    stem = os.path.splitext(os.path.basename(cfg.checkpoint_path))[0]
+    """eval_<checkpoint or model file name>.json next to that file, or in --output_dir when the user chose one."""
+    chosen = "output_dir" in command_line_keys(argv, OPTIONS) or cfg.output_dir != SCHEMA["output_dir"].default
+    evaluated = cfg.get("model_file") or cfg.checkpoint_path
+    folder = cfg.output_dir if chosen else os.path.dirname(os.path.abspath(evaluated))
+    stem = os.path.splitext(os.path.basename(evaluated))[0]
     return os.path.join(folder, f"eval_{stem}.json")
 
 
@@ -146,12 +153,33 @@ def check_labels(data_classes: Sequence[str], num_classes: int, where: str) -> N
                         f"{num_classes}; pass the checkpoint trained on these classes")
 
 
+def _file_network(cfg, given: set):
+    """The exported file as a network; the eval batch and crop follow the file's input shape (a fixed-batch file
+    takes only its own batch; its crop is the exported height)."""
+    net = load_model_file(cfg.model_file)
+    if net.batch_size > 0:
+        if "batch_size" in given and (cfg.eval_batch_size or cfg.batch_size) != net.batch_size:
+            print(f"'{cfg.model_file}' takes batches of {net.batch_size} only; evaluating with that batch size "
+                  f"(export with --dynamic_batch true for any batch)", flush=True)
+        cfg.eval_batch_size = net.batch_size
+    if net.input_hw and net.input_hw[0] > 0 and "image_size" not in given:
+        cfg.image_size = net.input_hw[0]
+    cfg.num_classes = net.num_classes or cfg.num_classes
+    return net
+
+
 def run(model, cfg, argv: Sequence[str]) -> int:
-    """<model>/eval.py: load the checkpoint, evaluate the val split, print and save the figures."""
-    if not cfg.checkpoint_path:
-        raise UserError("--checkpoint_path is not set; pass the .ckpt file to evaluate")
+    """<model>/eval.py: load the checkpoint (or exported file), evaluate the val split, print and save the figures."""
+    if not cfg.model_file and not cfg.checkpoint_path:
+        raise UserError("--checkpoint_path is not set; pass the .ckpt file to evaluate (or --model_file with an "
+                        "exported .mindir/.onnx file)")
+    if cfg.model_file:
+        check_model_file(cfg.model_file)  # a wrong path answers before the context and data are set up
     root = split_dir(cfg.data_dir, "val")
     data_classes = scan_image_folder(root)[1]
+    given = command_line_keys(argv, OPTIONS)
+    evaluated = cfg.model_file or cfg.checkpoint_path
+    recorded = apply_recorded(cfg, evaluated, given)
 
     from ..context import init_context
 
@@ -159,12 +187,19 @@ def run(model, cfg, argv: Sequence[str]) -> int:
     check_writable_folder(os.path.dirname(result_path(cfg, argv)), "the eval result folder (--output_dir)")
 
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
-    net = load_inference_network(cfg, argv)
+    net = _file_network(cfg, given) if cfg.model_file else load_inference_network(cfg, argv, OPTIONS)
     check_labels(data_classes, cfg.num_classes, root)
+    preset = preset_of(cfg)
+    if dist.rank == 0:
+        where = f" (recorded in {sidecar_path(evaluated)})" if recorded and "eval_preset" not in given else ""
+        print(f"eval preprocessing: preset {preset.name}{where}, resize {preset.resize}, crop {preset.crop}, "
+              f"{preset.interpolation}, {preset.backend} decode/resize", flush=True)
     result = evaluate_network(net, cfg, dist, "val")
     if dist.rank == 0:
+        what = {"model_file": os.path.abspath(cfg.model_file)} if cfg.model_file else {
+            "checkpoint": os.path.abspath(cfg.checkpoint_path)}
         path = write_json(result_path(cfg, argv), {
-            "arch": cfg.arch, "checkpoint": os.path.abspath(cfg.checkpoint_path), "data_dir": os.path.abspath(root),
-            "device_target": cfg.device_target, "group_size": dist.group_size, **result})
+            "arch": cfg.arch, **what, "data_dir": os.path.abspath(root), "device_target": cfg.device_target,
+            "group_size": dist.group_size, "eval_preset": record(preset), **result})
         print(f"eval results written to {path}", flush=True)
     return 0

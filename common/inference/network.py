@@ -1,10 +1,15 @@
-"""The network eval.py, export.py and predict.py run: the checkpoint loaded strictly, BatchNorm folded, eval mode."""
+"""The network eval.py, export.py and predict.py run: the checkpoint loaded strictly, BatchNorm folded, eval mode;
+or, for eval.py --model_file, an exported MINDIR/ONNX file run as it will be served."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Set
+import os
+from typing import Dict, Optional, Sequence, Set, Tuple
+
+import numpy as np
 
 from ..config import Option, canonical_key, split_cli
 from ..errors import UserError
+from ..fileio import first_line
 
 
 def command_line_keys(argv: Sequence[str], extra: Optional[Dict[str, Option]] = None) -> Set[str]:
@@ -45,3 +50,92 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
     net = create_model(cfg.arch, num_classes=cfg.num_classes)
     load_checkpoint_strict(net, cfg.checkpoint_path, params)
     return fold_batchnorm(net)
+
+
+MODEL_FILE_SUFFIXES = (".mindir", ".onnx")
+
+
+class _Logits:
+    """What a MindSpore call returns, for the ONNX runner: `.asnumpy()`."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def asnumpy(self) -> np.ndarray:
+        return self._array
+
+
+class ModelFileNet:
+    """An exported MINDIR (mindspore GraphCell) or ONNX (onnxruntime) file, called like the network it came from.
+
+    `batch_size` is the file's batch (-1 when the batch axis is dynamic) and `num_classes` its output width, both read
+    from the file's own shape records.
+    """
+
+    training = False
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path.lower().endswith(".onnx"):
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise UserError(f"evaluating '{path}' needs onnxruntime, which is not installed; "
+                                f"pip install onnxruntime (or evaluate the .mindir or the checkpoint)") from None
+            try:
+                self._session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own classes for a bad file
+                raise UserError(f"'{path}' is not a readable ONNX model ({first_line(exc)}); export it again") from None
+            inp, out = self._session.get_inputs()[0], self._session.get_outputs()[0]
+            self._input = inp.name
+            shape_in, shape_out = inp.shape, out.shape
+        else:
+            import mindspore as ms
+
+            shape_in, shape_out = _mindir_shapes(path)
+            try:
+                self._graph = ms.nn.GraphCell(ms.load(path))
+            except (RuntimeError, ValueError) as exc:
+                raise UserError(f"'{path}' is not a loadable MINDIR ({first_line(exc)}); export it again") from None
+            self._session = None
+        self.batch_size = shape_in[0] if isinstance(shape_in[0], int) and shape_in[0] > 0 else -1
+        self.input_hw = tuple(int(d) for d in shape_in[2:4]) if len(shape_in) == 4 else ()
+        self.num_classes = int(shape_out[-1]) if shape_out and isinstance(shape_out[-1], int) else 0
+
+    def set_train(self, mode: bool = True) -> None:
+        """An exported graph is always in eval mode; kept so evaluation code can treat it as a network."""
+
+    def __call__(self, images):
+        if self._session is None:
+            return self._graph(images)
+        array = images.asnumpy() if hasattr(images, "asnumpy") else np.asarray(images)
+        return _Logits(self._session.run(None, {self._input: array.astype(np.float32)})[0])
+
+
+def _mindir_shapes(path: str) -> Tuple[list, list]:
+    """(input dims, output dims) recorded in a MINDIR file (-1 for a dynamic axis)."""
+    from google.protobuf.message import DecodeError
+    from mindspore.train import mind_ir_pb2
+
+    model = mind_ir_pb2.ModelProto()
+    try:
+        with open(path, "rb") as fh:
+            model.ParseFromString(fh.read())
+        return list(model.graph.input[0].tensor[0].dims), list(model.graph.output[0].tensor[0].dims)
+    except (OSError, IndexError, DecodeError) as exc:
+        raise UserError(f"'{path}' is not a readable MINDIR file ({first_line(exc)}); export it again") from None
+
+
+def check_model_file(path: str) -> None:
+    """Refuse a path that is not an existing .mindir/.onnx file, with one line."""
+    if not path.lower().endswith(MODEL_FILE_SUFFIXES):
+        raise UserError(f"--model_file '{path}' is neither .mindir nor .onnx; pass a file written by export.py "
+                        f"(AIR files run on Ascend with the ACL tools, not here)")
+    if not os.path.isfile(path):
+        raise UserError(f"--model_file '{path}' does not exist; pass the file export.py wrote")
+
+
+def load_model_file(path: str) -> ModelFileNet:
+    """The exported file at `path` (.mindir or .onnx) as a callable network; a missing or other file is a UserError."""
+    check_model_file(path)
+    return ModelFileNet(path)

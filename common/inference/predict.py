@@ -6,7 +6,8 @@
     net = create_model("resnext50_32x4d", checkpoint="resnext50.ckpt")
     predict(net, "cat.jpg")  # {"classes": ["tabby, tabby cat", ...], "scores": [0.81, ...], "labels": [281, ...]}
 
-Images go through the eval transform (common.data.transforms.eval_transforms: resize, centre crop, normalise), so a
+Images go through the eval transform of the checkpoint's preset (common.data.presets: --eval_preset, else the one
+recorded beside the checkpoint by scripts/convert_weights.py, else the zoo's resize, centre crop, normalise), so a
 prediction sees exactly what eval.py sees. Class names: --labels (JSON list or one name a line), else
 class_names.json beside the checkpoint (written by training on an ImageFolder), else the ImageNet-1k names shipped
 in common/data/imagenet1k_classes.txt (WordNet lemmas in the torchvision/timm label order) for 1000 classes.
@@ -24,10 +25,10 @@ from easydict import EasyDict
 
 from ..config import Option
 from ..data.folder import IMAGE_EXTENSIONS
-from ..data.transforms import eval_transforms
+from ..data.presets import apply_recorded, eval_ops, preset_of, sidecar_path
 from ..errors import UserError
 from .class_names import check_names, class_names_for, default_class_names, read_names_file
-from .network import load_inference_network
+from .network import command_line_keys, load_inference_network
 
 OPTIONS: Dict[str, Option] = {
     "image": Option("", "str", "image file, or a folder whose images (searched recursively) are all classified"),
@@ -39,29 +40,30 @@ USAGE = ("usage: python <model>/predict.py --checkpoint_path CKPT --image PATH_O
          "[--device_target T] [--output text|csv|json]")
 
 
-def _transform_config(image_size: int, crop_pct: float, interpolation: str) -> EasyDict:
-    return EasyDict(image_size=image_size, crop_pct=crop_pct, interpolation=interpolation)
+def _transform_config(image_size: int, crop_pct: float, interpolation: str, eval_preset: str = "",
+                      eval_backend: str = "") -> EasyDict:
+    return EasyDict(image_size=image_size, crop_pct=crop_pct, interpolation=interpolation, eval_preset=eval_preset,
+                    eval_backend=eval_backend)
 
 
 def preprocess(image, cfg) -> np.ndarray:
-    """One image (file path, PIL image or HWC uint8 RGB array) -> normalised CHW float32, as in eval."""
-    from mindspore.dataset import vision
-
-    ops = eval_transforms(cfg)
+    """One image (file path, PIL image or HWC uint8 RGB array) -> normalised CHW float32, as in eval (cfg's preset)."""
+    preset = preset_of(cfg)
     if isinstance(image, (str, os.PathLike)):
         if not os.path.isfile(image):
             raise UserError(f"image '{image}' does not exist; pass an image file or a folder of images")
         data = np.fromfile(image, dtype=np.uint8)
+        ops = eval_ops(preset)
     else:
         data = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
         if data.ndim != 3 or data.shape[2] != 3:
             raise UserError(f"image array of shape {data.shape} is not HWC RGB; pass an (H, W, 3) uint8 array")
         data = data.astype(np.uint8)
-        ops = [op for op in ops if not isinstance(op, vision.Decode)]
+        ops = eval_ops(preset)[1:] if preset.backend == "mindspore" else eval_ops(preset)  # [0] is the decode
     try:
         for op in ops:
             data = op(data)
-    except (RuntimeError, ValueError):  # MindSpore's message is a multi-line pipeline dump
+    except (RuntimeError, ValueError, OSError):  # MindSpore's message is a multi-line pipeline dump; PIL's OSError
         raise UserError(f"image '{image}' cannot be decoded as an image; pass a JPEG, PNG or BMP file") from None
     return np.asarray(data, dtype=np.float32)
 
@@ -90,16 +92,17 @@ def _names(labels: Union[None, str, Sequence[str]], num_classes: int) -> List[st
 
 
 def predict(model, image, top: int = 5, labels: Union[None, str, Sequence[str]] = None, image_size: int = 224,
-            crop_pct: float = 0.875, interpolation: str = "bilinear") -> Dict[str, list]:
+            crop_pct: float = 0.875, interpolation: str = "bilinear", eval_preset: str = "") -> Dict[str, list]:
     """Top-`top` classes of one image for a notebook: {"classes": names, "scores": probabilities, "labels": ids}.
 
     `model` is a network from common.create_model (its checkpoint loaded); `image` a file path, PIL image or HWC
-    uint8 RGB array; `labels` a list of names or a names file (default: ImageNet-1k names for 1000 classes).
+    uint8 RGB array; `labels` a list of names or a names file (default: ImageNet-1k names for 1000 classes);
+    `eval_preset` the weights' preprocessing (common.data.presets; '' = the zoo's from the three arguments before).
     """
     import mindspore as ms
 
     names = _names(labels, int(model.num_classes))
-    batch = preprocess(image, _transform_config(image_size, crop_pct, interpolation))[None]
+    batch = preprocess(image, _transform_config(image_size, crop_pct, interpolation, eval_preset))[None]
     was_training = model.training
     model.set_train(False)
     try:
@@ -159,8 +162,13 @@ def run(model, cfg, argv: Sequence[str]) -> int:
 
     from ..context import init_context
 
+    recorded = apply_recorded(cfg, cfg.checkpoint_path, command_line_keys(argv, OPTIONS)) if cfg.checkpoint_path \
+        else None
     init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id, distributed=False)
     net = load_inference_network(cfg, argv, OPTIONS)
+    if recorded and cfg.eval_preset == recorded["eval_preset"]:
+        print(f"preprocessing: preset {cfg.eval_preset} (recorded in {sidecar_path(cfg.checkpoint_path)})",
+              file=sys.stderr, flush=True)
     names = class_names_for(cfg.checkpoint_path, cfg.num_classes, cfg.labels)
     batch_size = cfg.eval_batch_size or cfg.batch_size
     results = []
