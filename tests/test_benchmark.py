@@ -51,7 +51,7 @@ def test_ab_times_ours_with_a_switch_off(tmp_path):
 RESNEST_CELLS = {"ZOO_ONEDNN_CONV": 16, "ZOO_FUSED_BN": 71, "ZOO_FUSED_ATTENTION": 16, "ZOO_FUSED_MOMENTUM": 1}
 
 
-def test_ab_baseline_is_built_with_each_switch_really_off(monkeypatch):
+def test_ab_baseline_is_built_with_each_switch_really_off():
     """The builder --ab uses for its baseline, switch by switch: exactly that family's cells are gone."""
     sys.path.insert(0, os.path.dirname(SCRIPT))
     import benchmark
