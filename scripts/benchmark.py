@@ -12,7 +12,10 @@ the same machine load; the ratio is ours/theirs in img/s (> 1: ours is faster). 
 with --json, a file with top-level keys mode, ours, theirs, ratio (and ratios for pipeline, env for the set-up).
 
 A/B of one of the zoo's CPU operator switches (SWITCHES below): --ab NAME builds the step a second time with NAME=0
-in the same process and alternates the two; the JSON then has `baseline` (NAME=0) and ratio = ours/baseline.
+in the same process and alternates the two; the JSON then has `baseline` (NAME=0) and ratio = ours/baseline. Each
+side records `custom_cells`, the cells of its built network and step that run one of the zoo's CPU operators; a
+switch that leaves the count unchanged (a family the arch does not have, or operators not built here) is refused.
+With --compare torch the JSON's `theirs_model` names the PyTorch model that ran and its parameter count.
 
     python scripts/benchmark.py --arch resnext50_32x4d --mode train --batch_size 8 --ab ZOO_FUSED_BN --steps 7
 
@@ -124,8 +127,17 @@ def time_alternating(runs: Dict[str, Callable[[], None]], steps: int) -> Dict[st
 
 
 # ----------------------------------------------------------------------------------------------- ours (MindSpore)
+def count_custom_cells(cell) -> int:
+    """Cells under `cell` that run one of the zoo's CPU operators: instances of common.cpu_ops classes, except a BN
+    of theirs built unfused (that one is MindSpore's BatchNorm)."""
+    return sum(1 for _, sub in cell.cells_and_names()
+               if type(sub).__module__.startswith("common.cpu_ops.") and getattr(sub, "fused", True))
+
+
 def ours_step(cfg, training: bool, group_size: int = 1, sync_every: int = 0) -> Callable[[], None]:
-    """One call of the real training step (or of the inference network) on a fixed random batch."""
+    """One call of the real training step (or of the inference network) on a fixed random batch; the callable's
+    `custom_cells` is count_custom_cells of what it runs. `sync_every` N > 1: one call is N steps with one host
+    read at the end (as train.py's loop reads once per log window); 1: a read of loss and flag every step."""
     import mindspore as ms
     import numpy as np
 
@@ -140,17 +152,37 @@ def ours_step(cfg, training: bool, group_size: int = 1, sync_every: int = 0) -> 
         from common.models.bn_fold import fold_batchnorm
 
         fold_batchnorm(net)  # as eval.py / predict.py / export.py run it (common.inference.load_inference_network)
-        return lambda: net(images).asnumpy()
-    step = build_ms_train_step(net, cfg, group_size)
-    if sync_every == 1:
-        return lambda: (float(step(images, labels).asnumpy()), bool(step.last_overflow.asnumpy()))
+        built = net
 
-    def window() -> None:
-        losses = [step(images, labels) for _ in range(sync_every)]
-        ms.ops.stack(losses).asnumpy()
-        int(step.skipped_steps.asnumpy()), int(step.skipped_steps_longest_run.asnumpy())
+        def run() -> None:
+            net(images).asnumpy()
+    else:
+        built = step = build_ms_train_step(net, cfg, group_size)  # the optimizer (FusedMomentum) is one of its cells
 
-    return window if sync_every > 1 else (lambda: step(images, labels).asnumpy())
+        def run() -> None:
+            if sync_every == 1:
+                float(step(images, labels).asnumpy()), bool(step.last_overflow.asnumpy())
+            elif sync_every > 1:
+                losses = [step(images, labels) for _ in range(sync_every)]
+                ms.ops.stack(losses).asnumpy()
+                int(step.skipped_steps.asnumpy()), int(step.skipped_steps_longest_run.asnumpy())
+            else:
+                step(images, labels).asnumpy()
+    run.custom_cells = count_custom_cells(built)
+    return run
+
+
+def ours_step_with_switch_off(cfg, training: bool, switch: str, group_size: int = 1) -> Callable[[], None]:
+    """ours_step built with the environment switch `switch` at 0 (the process's value restored afterwards)."""
+    before = os.environ.get(switch)
+    os.environ[switch] = "0"
+    try:
+        return ours_step(cfg, training, group_size)
+    finally:
+        if before is None:
+            del os.environ[switch]
+        else:
+            os.environ[switch] = before
 
 
 def build_ms_train_step(net, cfg, group_size: int = 1):
@@ -161,6 +193,17 @@ def build_ms_train_step(net, cfg, group_size: int = 1):
 
 
 # --------------------------------------------------------------------------------------------- theirs (PyTorch)
+def torch_model_name(arch: str) -> str:
+    """The constructor call torch_model makes for `arch`, as recorded in the JSON."""
+    from common.models import ARCHS
+
+    spec = ARCHS[arch]
+    if spec.source == "timm":
+        return "timm.create_model('resnest50d')"
+    return (f"torchvision.models.resnet.ResNet(Bottleneck, {list(spec.layers)}, groups={spec.kwargs['groups']}, "
+            f"width_per_group={spec.kwargs['base_width']})")
+
+
 def torch_model(arch: str, num_classes: int):
     """torchvision's ResNeXt (any depth/width of the zoo) or timm's resnest50d, randomly initialised."""
     from common.models import ARCHS
@@ -177,7 +220,8 @@ def torch_model(arch: str, num_classes: int):
 
 
 def theirs_step(cfg, training: bool) -> Callable[[], None]:
-    """The same work in PyTorch: SGD momentum + label-smoothing CE (+ autocast on GPU when ours uses AMP)."""
+    """The same work in PyTorch: SGD momentum + label-smoothing CE (+ autocast on GPU when ours uses AMP); the
+    callable's `model` is the torch model it runs."""
     import torch
 
     torch.manual_seed(0)
@@ -194,6 +238,7 @@ def theirs_step(cfg, training: bool) -> Callable[[], None]:
             with torch.inference_mode(), torch.autocast(device, enabled=amp):
                 model(images)
             sync()
+        infer.model = model
         return infer
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
@@ -209,6 +254,7 @@ def theirs_step(cfg, training: bool) -> Callable[[], None]:
         scaler.step(opt)
         scaler.update()
         loss.item()
+    train_step.model = model
     return train_step
 
 
@@ -230,15 +276,10 @@ def run_model(args, cfg, group_size: int = 1) -> dict:
             theirs()
         runs["theirs"] = theirs
     if args.ab:
-        before = os.environ.get(args.ab)
-        os.environ[args.ab] = "0"
-        try:
-            baseline = ours_step(cfg, training, group_size)
-        finally:
-            if before is None:
-                del os.environ[args.ab]
-            else:
-                os.environ[args.ab] = before
+        baseline = ours_step_with_switch_off(cfg, training, args.ab, group_size)
+        if baseline.custom_cells == ours.custom_cells:
+            raise UserError(f"--ab {args.ab} changes nothing in {args.arch}'s {args.mode} network here (both sides "
+                            f"have {ours.custom_cells} custom CPU-operator cells); choose another switch or --arch")
         for _ in range(args.warmup + 1):
             baseline()
         runs["baseline"] = baseline
@@ -252,6 +293,12 @@ def run_model(args, cfg, group_size: int = 1) -> dict:
         result[name] = {"img_s": images / step_s, "ms_step": 1000 * step_s,
                         "ms_step_min": 1000 * min(secs), "ms_step_max": 1000 * max(secs)}
     result["ours"].update(first_call_s=first_s, peak_rss_mb=ours_peak)
+    for name, run in runs.items():
+        if name != "theirs":
+            result[name]["custom_cells"] = run.custom_cells
+    if args.compare:
+        result["theirs_model"] = {"name": torch_model_name(cfg.arch),
+                                  "params": sum(p.numel() for p in theirs.model.parameters())}
     return result
 
 
@@ -340,6 +387,8 @@ def print_table(report: dict) -> None:
     for side in ("ours", "theirs", "baseline"):
         for key, value in report.get(side, {}).items():
             print(f"{side:<10}{key:<28}{value:>12.2f}")
+    if "theirs_model" in report:
+        print(f"{'theirs':<10}model: {report['theirs_model']['name']}, {report['theirs_model']['params']:,} params")
     for key, value in report.get("ratios", {}).items():
         print(f"{'ratio':<10}{key:<28}{value:>12.3f}")
     if "ratio" in report:

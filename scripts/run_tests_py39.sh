@@ -23,8 +23,8 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
 fi
 
 # The unit tests of this leg: none imports torch, timm, torchvision or onnxruntime, or starts msrun/mpirun. The
-# one test of test_predict.py that reads torchvision's class list is deselected by name (a collection error, not a
-# skip, if a listed file ever imports PyTorch: the leg goes red).
+# two tests of test_predict.py that use torchvision (its class list; its transforms as the reference of the scores)
+# are deselected by name (a collection error, not a skip, if a listed file ever imports PyTorch: the leg goes red).
 TESTS=(
   tests/test_lr_schedule.py
   tests/test_train_units.py
@@ -35,7 +35,8 @@ TESTS=(
   tests/test_predict.py
   tests/test_plot_run.py
 )
-DESELECT=(tests/test_predict.py::test_imagenet_names_ship_in_torchvision_order)
+DESELECT=(tests/test_predict.py::test_imagenet_names_ship_in_torchvision_order
+  tests/test_predict.py::test_scores_are_the_networks_probabilities_label_by_label)
 
 is_python39() {  # is_python39 EXE: true when EXE runs and is CPython 3.9
   [[ -n "$1" ]] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 9))' >/dev/null 2>&1

@@ -17,6 +17,17 @@ def cpu_context():
     set_context("pynative", "CPU")
 
 
+@pytest.fixture(autouse=True)
+def cpu_operator_switches_on(monkeypatch):
+    """Every test starts with the zoo's CPU-operator switches on (in-process and in the commands it runs), whatever
+    the shell that started pytest holds: an expectation must not follow the environment. A test that needs one off
+    sets it itself."""
+    from common.cpu_ops import SWITCHES
+
+    for switch in SWITCHES:
+        monkeypatch.setenv(switch, "1")
+
+
 def run_cli(args, timeout=600, env=None, cwd=ROOT):
     """Run a command-line entry point with the test's python; returns CompletedProcess (text)."""
     full_env = dict(os.environ, GLOG_v="3", PYTHONUNBUFFERED="1")

@@ -66,3 +66,18 @@ def write_sample_jpeg(path: str, name: str = "china.jpg") -> str:
 
     Image.fromarray(load_sample_image(name)).save(path, quality=90)
     return path
+
+
+def torchvision_eval_input(path: str, size: int, crop_pct: float = 0.875, interpolation: str = "bilinear",
+                           antialias: bool = False):
+    """The independent reference of eval/predict preprocessing: torchvision's ToTensor, Resize(round(size /
+    crop_pct)), CenterCrop(size), Normalize(ImageNet) of the image file; CHW float32. antialias=False is the resize
+    MindSpore's vision.Resize does; True is torchvision's usual path on PIL images."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    mode = T.InterpolationMode.BICUBIC if interpolation == "bicubic" else T.InterpolationMode.BILINEAR
+    with Image.open(path) as image:
+        tensor = T.ToTensor()(image.convert("RGB"))
+    resized = T.Resize(int(round(size / crop_pct)), interpolation=mode, antialias=antialias)(tensor)
+    return T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(T.CenterCrop(size)(resized)).numpy()

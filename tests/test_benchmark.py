@@ -28,6 +28,12 @@ def test_train_compare_torch(tmp_path):
     assert report["ratio"] == pytest.approx(report["ours"]["img_s"] / report["theirs"]["img_s"])
     assert report["ours"]["peak_rss_mb"] > 0
     assert "ours/theirs img/s" in stdout
+    # the model that ran, named and counted; the count is torchvision's own ResNeXt-50 with a 10-class head
+    from torchvision.models import resnext50_32x4d
+
+    assert report["theirs_model"]["name"] == ("torchvision.models.resnet.ResNet(Bottleneck, [3, 4, 6, 3], groups=32, "
+                                              "width_per_group=4)")
+    assert report["theirs_model"]["params"] == sum(p.numel() for p in resnext50_32x4d(num_classes=10).parameters())
 
 
 def test_ab_times_ours_with_a_switch_off(tmp_path):
@@ -36,6 +42,27 @@ def test_ab_times_ours_with_a_switch_off(tmp_path):
     assert report["baseline"]["img_s"] > 0 and report["ours"]["img_s"] > 0
     assert report["ratio"] == pytest.approx(report["ours"]["img_s"] / report["baseline"]["img_s"])
     assert "ours/ZOO_FUSED_BN=0 img/s" in stdout
+    # ResNeXt-50's train step: 16 grouped convs (oneDNN), 53 BNs (stem 1, 3 a block, 4 shortcuts), 1 momentum
+    assert (report["ours"]["custom_cells"], report["baseline"]["custom_cells"]) == (16 + 53 + 1, 16 + 1)
+
+
+# resnest50's train step, counted by hand: 16 split-attention convs with groups=2 (oneDNN); 71 BNs (deep stem 3, per
+# block bn1, bn0, the attention BN and bn3, 4 shortcuts); 16 radix-2 split attentions; 1 momentum optimizer.
+RESNEST_CELLS = {"ZOO_ONEDNN_CONV": 16, "ZOO_FUSED_BN": 71, "ZOO_FUSED_ATTENTION": 16, "ZOO_FUSED_MOMENTUM": 1}
+
+
+def test_ab_baseline_is_built_with_each_switch_really_off():
+    """The builder --ab uses for its baseline, switch by switch: exactly that family's cells are gone."""
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    import benchmark
+
+    cfg = benchmark.load_bench_config(benchmark.parse_args([*TINY[:1], "resnest50", *TINY[2:], "--ms_mode",
+                                                            "pynative"]))
+    assert benchmark.ours_step(cfg, training=True).custom_cells == sum(RESNEST_CELLS.values())
+    for switch, family in RESNEST_CELLS.items():
+        baseline = benchmark.ours_step_with_switch_off(cfg, True, switch)
+        assert baseline.custom_cells == sum(RESNEST_CELLS.values()) - family, switch
+        assert os.environ[switch] == "1"  # restored for the ours side
 
 
 def test_ab_switches_each_turn_their_family_off(monkeypatch):
@@ -50,7 +77,7 @@ def test_ab_switches_each_turn_their_family_off(monkeypatch):
     for switch in benchmark.SWITCHES:
         monkeypatch.setenv(switch, "0")
         assert [kernels_enabled(s) for s in benchmark.SWITCHES] == [s != switch for s in benchmark.SWITCHES]
-        monkeypatch.delenv(switch)
+        monkeypatch.setenv(switch, "1")
 
 
 def test_eval_graph_without_compare(tmp_path):
@@ -89,7 +116,10 @@ def test_train_under_msrun_reports_all_workers_images(tmp_path):
                                          (["--mode", "compile", "--compare", "torch"], "compile"),
                                          (["--arch", "resnet9"], "unknown arch"),
                                          (["--ab", "ZOO_NOPE"], "--ab takes one of"),
-                                         (["--ab", "ZOO_FUSED_BN", "--compare", "torch"], "without --compare")])
+                                         (["--ab", "ZOO_FUSED_BN", "--compare", "torch"], "without --compare"),
+                                         # ResNeXt has no split attention: an A/B of nothing is refused
+                                         ([*TINY, "--ab", "ZOO_FUSED_ATTENTION", "--ms_mode", "pynative"],
+                                          "changes nothing")])
 def test_user_errors_are_one_line(args, needle):
     assert_one_line_error(run_cli([SCRIPT, "--device_target", "CPU", *args], timeout=300), needle)
 

@@ -24,7 +24,7 @@ def convert(src, out, arch=ARCH):
 
 
 def assert_one_line_error(res, *words):
-    assert res.returncode != 0
+    assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, res.stderr

@@ -128,7 +128,7 @@ def test_eval_refuses_more_class_folders_than_outputs(setup, tmp_path):
     write_image_folder(str(tmp_path / "val"), [1] * (NUM_CLASSES + 1))
     result = run_cli([f"{ARCH}/eval.py", "--data_dir", str(tmp_path), "--checkpoint_path", setup["ckpt"],
                       *EVAL_ARGS])
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "num_classes=8" in lines[0], result.stderr
 
@@ -136,7 +136,7 @@ def test_eval_refuses_more_class_folders_than_outputs(setup, tmp_path):
 def test_eval_missing_checkpoint_is_one_line(setup, tmp_path):
     result = run_cli([f"{ARCH}/eval.py", "--data_dir", setup["data"], "--checkpoint_path",
                       str(tmp_path / "nope.ckpt"), *EVAL_ARGS])
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "nope.ckpt" in lines[0] and lines[0].startswith("error: "), result.stderr
     assert not os.listdir(tmp_path)
@@ -163,6 +163,6 @@ def test_eval_names_an_undecodable_image(setup, tmp_path):
     (tmp_path / "val" / "c1" / "broken.jpg").write_text("an HTML error page saved under an image name")
     result = run_cli([f"{ARCH}/eval.py", "--data_dir", str(tmp_path), "--checkpoint_path", setup["ckpt"],
                       *EVAL_ARGS])
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "broken.jpg" in lines[0], result.stderr[-3000:]

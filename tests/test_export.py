@@ -119,7 +119,7 @@ def test_batch_size_zero_is_refused_with_one_line(small_ckpt, tmp_path):
 
 
 def _one_error_line(result) -> str:
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]

@@ -1,17 +1,22 @@
 """The msrun launcher on CPU: options and environment reach the workers, a real 2-worker data-parallel run equals a
-1-process run with the same global batch, and a failing worker stops the job within seconds, naming its rank.
+1-process run with the same global batch, train.py itself under msrun (disjoint shards that make up the epoch, only
+rank 0 writes, BatchNorm in training mode), and a failing worker stops the job within seconds, naming its rank.
 
 msrun starts the `python` on PATH: launcher_env puts the test's interpreter first.
 """
+import json
 import os
+import re
 import subprocess
 import sys
 import time
 
 import numpy as np
+from inference_helpers import write_image_folder
 from launcher_helpers import ROOT, free_port, launch, read_records
 
 DP_SCRIPT = os.path.join(ROOT, "tests", "dp_train_steps.py")
+OBSERVED_TRAIN = os.path.join(ROOT, "tests", "observed_train.py")
 
 
 def _processes_mentioning(text: str) -> list:
@@ -95,3 +100,49 @@ def test_a_failing_worker_stops_the_job_within_seconds(tmp_path):
     assert finished - failed_at < 10, f"{finished - failed_at:.1f} s from the failure to the launcher's exit"
     assert not (run / "weights_rank0.npz").exists()  # rank 0 was stopped, not left to finish its 50 steps
     assert not _processes_mentioning(str(run))  # nothing of the job is left running (scheduler included)
+
+
+def test_train_py_under_msrun_shards_the_epoch_and_only_rank_0_writes(tmp_path):
+    """resnext50_32x4d/train.py (through tests/observed_train.py, which records reads and writes) with 2 msrun
+    workers: 16 images, batch 2 per worker, one epoch of 4 steps."""
+    samples = write_image_folder(str(tmp_path / "data" / "train"), [8, 8], size=(32, 32))
+    run, observed = tmp_path / "run", tmp_path / "observed"
+    observed.mkdir()
+    env = dict(os.environ, GLOG_v="3", PYTHONUNBUFFERED="1", ZOO_ENTRY_PY=OBSERVED_TRAIN, OBSERVE_DIR=str(observed),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    for var in ("RANK_TABLE_FILE", "RANK_SIZE", "RANK_ID", "MS_WORKER_NUM"):
+        env.pop(var, None)
+    proc = subprocess.run(["bash", os.path.join(ROOT, "resnext50_32x4d", "scripts", "run_distribute_train_msrun.sh"),
+                           "--device_target", "CPU", "--master_port", str(free_port()), "--output_dir", str(run),
+                           str(tmp_path / "data"), "2", "--", "--num_classes", "2", "--image_size", "32",
+                           "--batch_size", "2", "--epoch_size", "1", "--warmup_epochs", "0", "--amp_level", "O0",
+                           "--log_interval", "1", "--mode", "pynative"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    logs = {r: (run / "msrun_logs" / f"worker_{r}.log").read_text() for r in (0, 1)}
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs[0][-3000:] + logs[1][-3000:]
+    seen = {r: json.loads((observed / f"rank{r}.json").read_text()) for r in (0, 1)}
+
+    # each rank reads its own half of the images, and the halves make up the epoch
+    reads = {r: seen[r]["read"] for r in (0, 1)}
+    assert len(reads[0]) == len(set(reads[0])) == 8 and len(reads[1]) == len(set(reads[1])) == 8, reads
+    assert not set(reads[0]) & set(reads[1])
+    assert set(reads[0]) | set(reads[1]) == {path for path, _ in samples}
+
+    # only rank 0 writes the run's files; every rank may write rank_<r>/exit_code (the launcher's status file) and
+    # the writability probe .write_test.<pid> it deletes at once (common/fileio.py check_writable_folder)
+    written = {r: {p for p in seen[r]["wrote"] if not re.fullmatch(r"rank_\d+/exit_code|\.write_test\.\d+", p)}
+               for r in (0, 1)}
+    assert not written[1], written[1]
+    assert {"resnext50_32x4d-1_4.ckpt", "config.yaml", "class_names.json", "metrics.jsonl"} <= written[0]
+    assert "epoch: 1 step: 4, loss is" in logs[0] and "loss is" not in logs[1]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+    # BatchNorm ran in training mode: every running statistic left its initial value (mean 0, variance 1)
+    import mindspore as ms
+
+    params = {k: v.asnumpy() for k, v in ms.load_checkpoint(str(run / "resnext50_32x4d-1_4.ckpt")).items()}
+    means = [k for k in params if k.endswith("moving_mean")]
+    assert len(means) == 53  # stem 1, 3 per block, 4 shortcuts
+    for name in means:
+        assert not np.all(params[name] == 0.0), name
+        assert not np.all(params[name.replace("moving_mean", "moving_variance")] == 1.0), name

@@ -130,18 +130,46 @@ def test_overflow_probe_flags_any_nan_or_inf_entry(bad):
     assert finite == (bad is None)
 
 
+def smooth_by_hand(labels, classes: int, eps: float) -> np.ndarray:
+    """Label smoothing written out: 1 - eps + eps / K on the label, eps / K elsewhere."""
+    target = np.full((len(labels), classes), eps / classes)
+    target[np.arange(len(labels)), labels] += 1.0 - eps
+    return target
+
+
 def test_mixup_and_cutmix_targets():
+    """lam is read from the mixed images (not from the targets under test); the targets must then equal
+    lam * smooth(y) + (1 - lam) * smooth(y of the partner, the reversed batch), and cutmix's box area 1 - lam."""
     from common.data.augment import MixupCutmix, cutmix_box, parse_auto_augment
 
+    classes, eps = 5, 0.1
     images = np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32)
-    labels = np.array([0, 1, 2, 3])
-    mixed, target = MixupCutmix(4, mixup=0.8, prob=1.0, smoothing=0.1, seed=3)(images, labels)
-    np.testing.assert_allclose(target.sum(axis=1), 1.0, rtol=1e-6)
-    lam = (target[0, 0] - 0.025) / 0.9  # smoothed one-hot weight of the image's own class
-    np.testing.assert_allclose(mixed, lam * images + (1 - lam) * images[::-1], rtol=1e-5, atol=1e-6)
-    mixed, target = MixupCutmix(4, cutmix=1.0, prob=1.0, seed=5)(images, labels)
-    pasted = (mixed != images).any(axis=1)[0].mean()  # fraction of pixels taken from the other image
-    np.testing.assert_allclose(target[0, 0], 1 - pasted, rtol=1e-6)
+    labels = np.array([0, 1, 4, 2])
+    partner = labels[::-1]
+    for seed in (3, 4, 5):
+        mixed, target = MixupCutmix(classes, mixup=0.8, prob=1.0, smoothing=eps, seed=seed)(images, labels)
+        # mixed - partner = lam * (x - partner): least squares over every pixel of the batch
+        delta = (images - images[::-1]).ravel().astype(np.float64)
+        lam = float(np.dot((mixed - images[::-1]).ravel(), delta) / np.dot(delta, delta))
+        assert 0.0 < lam < 1.0
+        np.testing.assert_allclose(mixed, lam * images + (1 - lam) * images[::-1], rtol=1e-5, atol=1e-5)
+        want = lam * smooth_by_hand(labels, classes, eps) + (1 - lam) * smooth_by_hand(partner, classes, eps)
+        np.testing.assert_allclose(target, want, rtol=1e-5, atol=1e-6)
+    for seed in (5, 6, 7):
+        mixed, target = MixupCutmix(classes, cutmix=1.0, prob=1.0, smoothing=eps, seed=seed)(images, labels)
+        pasted = (mixed != images).any(axis=1)  # (batch, H, W): pixels taken from the partner
+        rows, cols = np.nonzero(pasted[0])
+        box = np.zeros_like(pasted[0])
+        if rows.size:
+            box[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True
+        assert (pasted == box).all()  # one rectangle, the same in every image of the batch
+        np.testing.assert_array_equal(mixed[:, :, box], images[::-1][:, :, box])
+        lam = 1.0 - box.mean()  # the box covers 1 - lam of the image
+        want = lam * smooth_by_hand(labels, classes, eps) + (1 - lam) * smooth_by_hand(partner, classes, eps)
+        np.testing.assert_allclose(target, want, rtol=1e-6, atol=1e-7)
+    unmixed = MixupCutmix(classes, mixup=0.8, prob=0.0, smoothing=eps, seed=1)(images, labels)
+    np.testing.assert_array_equal(unmixed[0], images)
+    np.testing.assert_allclose(unmixed[1], smooth_by_hand(labels, classes, eps), rtol=1e-6)
     y0, y1, x0, x1 = cutmix_box(10, 10, 0.75, np.random.default_rng(0))
     assert 0 <= y0 <= y1 <= 10 and 0 <= x0 <= x1 <= 10
     assert parse_auto_augment("randaug-m9-mstd0.5") == (2, 9)
