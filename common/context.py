@@ -50,3 +50,23 @@ def init_context(device_target: str, mode: str = "graph", jit_level: str = "", d
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=info.group_size)
     return info
+
+
+def check_distribute(request: str) -> None:
+    """Hold ModelZoo's --is_distributed / MindCV's --distribute (`request`: auto/true/false and synonyms) against how
+    the run was launched: a mismatch is a UserError saying how to launch it. Several ranks are always started by a
+    launcher here (msrun, mpirun, a rank table), so the flag selects nothing by itself."""
+    from .errors import UserError
+
+    text = request.strip().lower()
+    if text == "auto":
+        return
+    wanted = text in ("true", "1", "yes", "on")
+    launched = launched_distributed()
+    if wanted and not launched:
+        raise UserError("--distribute/--is_distributed asks for data parallel, but this process was started alone; "
+                        "launch it with msrun --worker_num N ... python train.py, mpirun, or scripts/"
+                        "run_distribute_train*.sh (or drop the flag for a single device)")
+    if launched and not wanted:
+        raise UserError("--distribute/--is_distributed is false, but a launcher started several ranks "
+                        "(RANK_SIZE/MS_WORKER_NUM/OMPI_COMM_WORLD_SIZE > 1); drop the flag or start one process")

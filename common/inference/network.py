@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Set
 
-from ..config import Option, canonical_key, split_cli
+from ..config import Option, aliases_of, canonical_key, split_cli
 from ..errors import UserError
 
 
 def command_line_keys(argv: Sequence[str], extra: Optional[Dict[str, Option]] = None) -> Set[str]:
     """Canonical names of the options given on the command line (to tell a user's choice from a default)."""
-    return {canonical_key(k, "command line", tuple(extra or ())) for k, _ in split_cli(argv) if k != "config_path"}
+    return {canonical_key(k, "command line", tuple(extra or ()), aliases_of("eval")) for k, _ in split_cli(argv)
+            if k not in ("config_path", "config")}
 
 
 def checkpoint_num_classes(params: dict) -> Optional[int]:

@@ -91,7 +91,7 @@ def run(model, cfg, argv: Sequence[str]) -> int:
 def train(cfg, model) -> int:
     """Run (or resume) training of `model` (a common.entry.ModelFace) as configured; returns 0, or 128 + signal
     when stopped by SIGTERM/SIGINT."""
-    from ..context import init_context
+    from ..context import check_distribute, init_context
     from .resume import (
         FROM_CONFIG,
         find_resume_checkpoint,
@@ -111,6 +111,7 @@ def train(cfg, model) -> int:
         from ..compat import set_deterministic
 
         set_deterministic(True)  # before init() inside init_context, so collectives are covered
+    check_distribute(cfg.distribute)  # ModelZoo --is_distributed / MindCV --distribute (issue 16)
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
     if dist.is_main:
         check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)
