@@ -28,17 +28,24 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
     """
     from ..models import create_model
     from ..models.bn_fold import fold_batchnorm
+    from ..models.registry import padding_of, with_padding
     from ..weights.checkpoint import load_checkpoint_strict, read_checkpoint
+    from ..weights.mindspore_import import import_if_foreign
 
     if not cfg.checkpoint_path:
         raise UserError("--checkpoint_path is not set; pass the .ckpt file to load")
-    params = read_checkpoint(cfg.checkpoint_path)
+    params, note = import_if_foreign(read_checkpoint(cfg.checkpoint_path), cfg.arch, cfg.checkpoint_path)
+    if note:
+        print(note, flush=True)
+    # the padding the checkpoint records, unless --pool_padding overrides it (to measure what it is worth)
+    padding = cfg.get("pool_padding") or padding_of(params)
+    params = with_padding(params, padding)
     stored = checkpoint_num_classes(params)
     if stored and "num_classes" not in command_line_keys(argv, extra):
         cfg.num_classes = stored
     elif stored and stored != cfg.num_classes:  # refused before the network is built
         raise UserError(f"checkpoint '{cfg.checkpoint_path}' has {stored} classes but --num_classes "
                         f"{cfg.num_classes} was given; pass --num_classes {stored} or leave it out")
-    net = create_model(cfg.arch, num_classes=cfg.num_classes)
+    net = create_model(cfg.arch, num_classes=cfg.num_classes, pool_padding=padding)
     load_checkpoint_strict(net, cfg.checkpoint_path, params)
     return fold_batchnorm(net)

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import UserError
 from ..weights.checkpoint import load_checkpoint_strict
-from .resnet import ResNet
+from .resnet import PADDING_KEY, ResNet
 
 
 @dataclass(frozen=True)
@@ -37,23 +37,42 @@ def list_models() -> List[str]:
 
 
 def create_model(arch: str, num_classes: int = 1000, checkpoint: Optional[str] = None, drop_rate: float = 0.0,
-                 zero_init_last: bool = False, in_chans: int = 3) -> ResNet:
+                 zero_init_last: bool = False, in_chans: int = 3, pool_padding: str = "symmetric") -> ResNet:
     """Build `arch` and optionally load a MindSpore checkpoint into it.
 
     The checkpoint must match the network exactly: any missing or unexpected parameter, or any shape mismatch, is a
-    `UserError` naming the parameters (no silent partial load).
+    `UserError` naming the parameters (no silent partial load). `pool_padding` 'same' reproduces MindCV's and the
+    ModelZoo's pooling (MindSpore's pad_mode="same"; README "Coming from ModelZoo / MindCV").
     """
     if arch not in ARCHS:
         raise UserError(f"unknown arch '{arch}'; choose one of: {', '.join(ARCHS)}")
     spec = ARCHS[arch]
     net = ResNet(spec.layers, num_classes=num_classes, drop_rate=drop_rate, zero_init_last=zero_init_last,
-                 in_chans=in_chans, **spec.kwargs)
+                 in_chans=in_chans, pool_padding=pool_padding, **spec.kwargs)
+    net.arch = arch  # a foreign --pretrained checkpoint is converted to this arch (common.training.resume)
     if checkpoint:
         load_checkpoint_strict(net, checkpoint)
     return net
 
 
 def network_from_config(cfg) -> ResNet:
-    """The training network of a recipe: cfg.arch with its class count, dropout and zero-init of the last BNs."""
+    """The training network of a recipe: cfg.arch with its class count, dropout, zero-init of the last BNs and pool
+    padding (cfg.pool_padding; '' = symmetric)."""
     return create_model(cfg.arch, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate,
-                        zero_init_last=cfg.zero_init_last)
+                        zero_init_last=cfg.zero_init_last, pool_padding=cfg.get("pool_padding") or "symmetric")
+
+
+def padding_of(params: Dict[str, object]) -> str:
+    """The pool padding a checkpoint's entries were written with: 'same' when they hold PADDING_KEY."""
+    return "same" if PADDING_KEY in params else "symmetric"
+
+
+def with_padding(params: Dict[str, object], padding: str) -> Dict[str, object]:
+    """`params` fitted to a network built with `padding`: the marker added or dropped (the weights are the same)."""
+    import mindspore as ms
+    import numpy as np
+
+    out = {k: v for k, v in params.items() if k != PADDING_KEY}
+    if padding == "same":
+        out[PADDING_KEY] = ms.Parameter(ms.Tensor(np.ones(1, np.int32)), name=PADDING_KEY, requires_grad=False)
+    return out

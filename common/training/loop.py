@@ -94,6 +94,7 @@ def train(cfg, model) -> int:
     from ..context import check_distribute, init_context
     from .resume import (
         FROM_CONFIG,
+        checkpoint_padding,
         find_resume_checkpoint,
         load_pretrained,
         read_resume_checkpoint,
@@ -107,6 +108,9 @@ def train(cfg, model) -> int:
     if resume_path:
         resume_params = read_resume_checkpoint(resume_path, cfg.num_classes, resume_params)
     pretrained_params = read_checkpoint(cfg.pretrained) if cfg.pretrained else None
+    if not cfg.pool_padding:  # build the network with the pooling its starting checkpoint was trained with
+        start = resume_params if resume_path else pretrained_params
+        cfg.pool_padding = checkpoint_padding(start) if start is not None else "symmetric"
     if cfg.deterministic:
         from ..compat import set_deterministic
 
