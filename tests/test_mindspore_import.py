@@ -10,9 +10,8 @@ import os
 
 import numpy as np
 import pytest
-
-from tests.conftest import ROOT, run_cli
-from tests.inference_helpers import randomise_eval_state
+from conftest import ROOT, run_cli
+from inference_helpers import randomise_eval_state
 
 CLASSES = 10
 RTOL = 1e-4  # max |ours - theirs| / max |theirs|
