@@ -102,10 +102,12 @@ def _free_port() -> int:
 def test_raw_msrun_trains_data_parallel_without_a_launcher(setup, tmp_path):
     bin_dir = os.path.dirname(sys.executable)
     out, logs = tmp_path / "out", tmp_path / "logs"
+    config = tmp_path / "mindcv.yaml"  # MindCV's command: msrun ... python train.py --config <yaml> --data_dir
+    config.write_text(yaml.safe_dump({"distribute": True, "model": ARCH, "ckpt_save_dir": str(out)}))
     proc = run_cli([os.path.join(bin_dir, "msrun"), "--worker_num", "2", "--local_worker_num", "2", "--master_port",
-                    str(_free_port()), "--log_dir", str(logs), "--join", "True", f"{ARCH}/train.py", "--data_dir",
-                    setup["data"], "--device_target", "CPU", "--distribute", "True", "--output_dir", str(out),
-                    *TRAIN_TINY], env={"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}, timeout=600)
+                    str(_free_port()), "--log_dir", str(logs), "--join", "True", "python", f"{ARCH}/train.py",
+                    "--config", str(config), "--data_dir", setup["data"], "--device_target", "CPU", *TRAIN_TINY],
+                   env={"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}, timeout=600)
     worker = [(logs / f"worker_{r}.log").read_text(errors="replace")[-2000:] for r in (0, 1)]
     assert proc.returncode == 0, proc.stdout[-2000:] + worker[0] + worker[1]
     # 16 images, 4 per device: 2 steps per epoch with 2 ranks (a lone process would take 4)
