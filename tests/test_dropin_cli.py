@@ -117,3 +117,23 @@ def test_raw_msrun_trains_data_parallel_without_a_launcher(setup, tmp_path):
 
     weights = ms.load_checkpoint(str(out / names[0]))
     assert np.isfinite(weights["fc.weight"].asnumpy()).all()
+
+
+def test_ascend_commands_get_past_their_options_to_the_device_check(setup, tmp_path):
+    """Without an Ascend device, each README command must fail at MindSpore's device check, not at an option."""
+    config = tmp_path / "mindcv.yaml"
+    config.write_text(yaml.safe_dump({"mode": 0, "distribute": False, "model": "resnest50", "batch_size": 2}))
+    data, ckpt = setup["data"], setup["ckpt"]
+    commands = [
+        ["resnext152_64x4d/train.py", "--data_dir", os.path.join(data, "train"), "--platform", "Ascend",
+         "--is_distributed", "0", "--ckpt_path", str(tmp_path / "out"), "--num_classes", "2"],
+        ["resnext152_64x4d/eval.py", "--data_dir", os.path.join(data, "val"), "--platform", "Ascend",
+         "--pretrained", ckpt],
+        ["resnext152_64x4d/export.py", "--device_target", "Ascend", "--ckpt_file", ckpt, "--file_format", "MINDIR"],
+        ["resnest50/train.py", "--config", str(config), "--data_dir", data, "--distribute", "False",
+         "--num_classes", "2", "--output_dir", str(tmp_path / "out2")],
+        ["resnest50/validate.py", "-c", str(config), "--data_dir", data, "--ckpt_path", ckpt],
+    ]
+    for args in commands:
+        proc = run_cli(args, timeout=300)
+        assert proc.returncode != 0 and "Unsupported device target Ascend" in proc.stderr, (args, proc.stderr[-2000:])
