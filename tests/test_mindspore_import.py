@@ -190,3 +190,9 @@ def test_import_drops_training_state_casts_float16_and_names_every_misfit(tmp_pa
     assert len(lines) == 1 and lines[0].startswith("error: the mindcv checkpoint does not fit --arch resnest50")
     assert "not in the source (conv1.0.weight" in lines[0]  # ResNeSt's deep stem, which a ResNeXt file lacks
     assert not (tmp_path / "x.ckpt").exists()
+    proc = run_cli([os.path.join(ROOT, "scripts", "convert_weights.py"), "--arch", "resnext50_32x4d", "--src", path,
+                    "--out", str(tmp_path / "r50.ckpt")], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "from a mindcv checkpoint, pool_padding 'same', 10 classes" in proc.stdout
+    written = read_checkpoint(str(tmp_path / "r50.ckpt"))
+    assert "fc.weight" in written and "layer1.0.downsample.0.weight" in written and "pool_padding_same" in written
