@@ -66,3 +66,14 @@ def write_sample_jpeg(path: str, name: str = "china.jpg") -> str:
 
     Image.fromarray(load_sample_image(name)).save(path, quality=90)
     return path
+
+
+def require_mindcv() -> None:
+    """Fail (not skip) without mindcv: the MindCV comparisons are the point of their tests."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("mindcv") is None:
+        pytest.fail("mindcv is not installed: pip install --no-deps -r requirements-test-nodeps.txt "
+                    "(scripts/run_tests.sh does)")

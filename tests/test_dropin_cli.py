@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import run_cli
-from inference_helpers import randomise_eval_state
+from inference_helpers import randomise_eval_state, require_mindcv
 from test_train_e2e import write_images
 
 ARCH = "resnext50_32x4d"
@@ -25,7 +25,7 @@ TRAIN_TINY = [*TINY, "--batch_size", "4", "--epoch_size", "1", "--lr", "0.01", "
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Tiny train/val image folders and a 2-class MindCV ResNeXt-50 checkpoint (MindCV's key names)."""
-    pytest.importorskip("mindcv", reason="install requirements-test-nodeps.txt (pip install --no-deps)")
+    require_mindcv()
     import mindspore as ms
     from mindcv.models import create_model as mindcv_model
 
@@ -89,6 +89,12 @@ def test_modelzoo_train_as_written_fine_tunes_with_the_checkpoint_padding(setup,
     assert "is a mindcv checkpoint: converted" in proc.stdout
     saved = ms.load_checkpoint(str(out / f"{ARCH}-1_4.ckpt"))  # ModelZoo: --ckpt_path is the output folder
     assert int(saved["pool_padding_same"].asnumpy()[0]) == 1  # fine-tuned with MindCV's pooling, and says so
+    # resuming rebuilds the network with the padding its checkpoint records (a symmetric one would refuse the file)
+    proc = run_cli([f"{ARCH}/train.py", "--data_dir", setup["data"], "--platform", "CPU", "--ckpt_path", str(out),
+                    "--resume", "auto", *TRAIN_TINY, "--epoch_size", "2"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout
+    assert int(ms.load_checkpoint(str(out / f"{ARCH}-2_4.ckpt"))["pool_padding_same"].asnumpy()[0]) == 1
     _one_error(run_cli([f"{ARCH}/train.py", "--data_dir", setup["data"], "--platform", "CPU", "--distribute",
                         "True", "--ckpt_path", str(tmp_path / "b"), *TRAIN_TINY]), "started alone", "msrun")
 

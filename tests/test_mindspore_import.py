@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli
-from inference_helpers import randomise_eval_state
+from inference_helpers import randomise_eval_state, require_mindcv
 
 CLASSES = 10
 RTOL = 1e-4  # max |ours - theirs| / max |theirs|
@@ -45,7 +45,7 @@ def _zoo_net(path: str, arch: str, padding=None):
 @pytest.fixture(scope="module")
 def mindcv_nets(tmp_path_factory):
     """arch -> (MindCV network in eval mode, its checkpoint path), built on first use."""
-    pytest.importorskip("mindcv", reason="install requirements-test-nodeps.txt (pip install --no-deps)")
+    require_mindcv()
     import mindspore as ms
     from mindcv.models import create_model as mindcv_model
 
