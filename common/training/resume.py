@@ -131,7 +131,6 @@ def load_pretrained(net, path: str, num_classes: int, params: Optional[Dict[str,
     return note
 
 
-
 def checkpoint_padding(params: Dict[str, Any]) -> str:
     """The pool padding a --pretrained/--resume checkpoint was written with: 'same' for a MindCV/ModelZoo file or one
     holding the marker (common.models.resnet.PADDING_KEY), else 'symmetric'. The run builds its network with it."""
