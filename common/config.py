@@ -144,13 +144,31 @@ SCHEMA: Dict[str, Option] = {
     "eval_backend": Option("", "str", "eval decode+resize: pil (antialiased, as torchvision/timm) or mindspore "
                                       "('' = the preset's: mindspore for zoo, pil for the others)",
                            choices=("", "pil", "mindspore")),
+    # --- ModelZoo / MindCV drop-in (README "Coming from ModelZoo / MindCV") ---
+    "distribute": Option("auto", "str", "data parallel: auto = when a launcher (msrun, mpirun, rank table) started "
+                                        "several ranks; true/false (ModelZoo --is_distributed, MindCV --distribute) "
+                                        "must agree with how the run was launched",
+                         check=lambda v: v.lower() in _TRISTATE, need="auto, true or false"),
+    "pool_padding": Option("", "str", "padding of the stem max pool and ResNeSt's avd pool: symmetric (torchvision/"
+                                      "timm) or same (MindCV/ModelZoo, bottom/right at even sizes); '' = the "
+                                      "checkpoint's own (symmetric for a new network)",
+                           choices=("", "symmetric", "same")),
 }
 
-ALIASES = {"per_batch_size": "batch_size", "max_epoch": "epoch_size", "ckpt_path": "output_dir",
-           "checkpoint_file_path": "checkpoint_path", "label_smooth": "label_smooth_factor",
-           "lr_schedule": "lr_scheduler"}
+ALIASES = {"per_batch_size": "batch_size", "max_epoch": "epoch_size", "checkpoint_file_path": "checkpoint_path",
+           "label_smooth": "label_smooth_factor", "lr_schedule": "lr_scheduler", "platform": "device_target"}
+
+# The ModelZoo's and MindCV's option names, per command, with the meaning each has in its own project. The one clash:
+# ModelZoo train.py's --ckpt_path is the folder checkpoints are written to, MindCV validate.py's is the checkpoint
+# to evaluate (MindCV train.py's yaml ckpt_path is a checkpoint to start from: common/mindcv_config.py).
+_INFERENCE_ALIASES = {"ckpt_file": "checkpoint_path", "ckpt_path": "checkpoint_path", "pretrained": "checkpoint_path"}
+COMMAND_ALIASES: Dict[str, Dict[str, str]] = {
+    "train": {"ckpt_path": "output_dir", "is_distributed": "distribute"},
+    "eval": _INFERENCE_ALIASES, "export": _INFERENCE_ALIASES, "predict": _INFERENCE_ALIASES,
+}
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+_TRISTATE = _TRUE | _FALSE | {"auto"}
 
 
 def parse_value(key: str, raw: Any, where: str, opt: Optional[Option] = None) -> Any:
@@ -199,10 +217,21 @@ def _convert(kind: str, raw: Any) -> Any:
     return str(raw)
 
 
-def canonical_key(key: str, where: str, extra: Sequence[str] = ()) -> str:
-    key = ALIASES.get(key, key)
+def aliases_of(command: str = "") -> Dict[str, str]:
+    """Alias -> option of one command (train/eval/export/predict), or of all commands with '' (first meaning wins)."""
+    if command:
+        return {**ALIASES, **COMMAND_ALIASES.get(command, {})}
+    merged = dict(ALIASES)
+    for table in COMMAND_ALIASES.values():
+        merged.update({k: v for k, v in table.items() if k not in merged})
+    return merged
+
+
+def canonical_key(key: str, where: str, extra: Sequence[str] = (), aliases: Optional[Dict[str, str]] = None) -> str:
+    aliases = ALIASES if aliases is None else aliases
+    key = aliases.get(key, key)
     if key not in SCHEMA and key not in extra:
-        close = difflib.get_close_matches(key, list(SCHEMA) + list(ALIASES) + list(extra), n=1)
+        close = difflib.get_close_matches(key, list(SCHEMA) + list(aliases) + list(extra), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else "; run with --help to list the options"
         raise UserError(f"{where}: unknown option '{key}'{hint}")
     return key
@@ -229,6 +258,7 @@ def read_yaml(path: str) -> Dict[str, Any]:
 def split_cli(argv: Sequence[str], where: str = "command line") -> List[Tuple[str, str]]:
     """['--a', '1', '--b=2'] -> [('a', '1'), ('b', '2')]; a flag with no value is an error."""
     pairs, i = [], 0
+    argv = ["--config" if a == "-c" else a for a in argv]  # MindCV's short form of --config
     while i < len(argv):
         token = argv[i]
         if not token.startswith("--") or token == "--":
@@ -245,13 +275,17 @@ def split_cli(argv: Sequence[str], where: str = "command line") -> List[Tuple[st
     return pairs
 
 
-def load_config(default_yaml: Optional[str], argv: Sequence[str] = (), extra: Optional[Dict[str, Option]] = None
-                ) -> EasyDict:
+def load_config(default_yaml: Optional[str], argv: Sequence[str] = (), extra: Optional[Dict[str, Option]] = None,
+                command: str = "") -> EasyDict:
     """Resolve the configuration of one run.
 
     `extra` declares options of one entry point only (export's file_format, say) with the same typing rules.
-    `--config_path FILE` on the command line swaps in another yaml on top of the model's defaults.
+    `--config_path FILE` on the command line swaps in another yaml on top of the model's defaults; `--config`/`-c
+    FILE` reads a MindCV yaml (common.mindcv_config). `command` (train/eval/export/predict) selects the ModelZoo and
+    MindCV names of COMMAND_ALIASES; the model's own default yaml uses the zoo's names only.
     """
+    from .mindcv_config import read_mindcv_yaml
+
     extra = extra or {}
     schema = {**SCHEMA, **extra}
     cfg: Dict[str, Any] = {k: (list(o.default) if isinstance(o.default, list) else o.default)
@@ -263,10 +297,13 @@ def load_config(default_yaml: Optional[str], argv: Sequence[str] = (), extra: Op
     for key, value in pairs:
         if key == "config_path":
             layers.append((value, read_yaml(value)))
-    layers.append(("command line", {k: v for k, v in pairs if k != "config_path"}))
+        elif key == "config":
+            layers.append((value, read_mindcv_yaml(value, command)))
+    layers.append(("command line", {k: v for k, v in pairs if k not in ("config_path", "config")}))
     for where, data in layers:
+        aliases = ALIASES if where == default_yaml else aliases_of(command)
         for key, raw in data.items():
-            name = canonical_key(str(key), where, extra)
+            name = canonical_key(str(key), where, extra, aliases)
             cfg[name] = parse_value(name, raw, where, schema[name])
     _check_relations(cfg)
     return EasyDict(cfg)
@@ -277,15 +314,17 @@ def _check_relations(cfg: Dict[str, Any]) -> None:
         raise UserError(f"lr_epochs={cfg['lr_epochs']} must be increasing")
 
 
-def help_text(extra: Optional[Dict[str, Option]] = None, defaults: Optional[Dict[str, Any]] = None) -> str:
+def help_text(extra: Optional[Dict[str, Option]] = None, defaults: Optional[Dict[str, Any]] = None,
+              command: str = "") -> str:
     """One line per option: name, type, default (the model's recipe value when `defaults` is given), doc."""
     rows = []
     for key, opt in {**SCHEMA, **(extra or {})}.items():
         choices = f" {{{','.join(c or repr(c) for c in opt.choices)}}}" if opt.choices else ""
         default = defaults[key] if defaults and key in defaults else opt.default
         rows.append(f"  --{key} ({opt.type}{choices}, default {default!r}): {opt.doc}")
-    aliases = ", ".join(f"--{a} = --{k}" for a, k in ALIASES.items())
-    return "options:\n" + "\n".join(rows) + f"\naliases: {aliases}\n  --config_path FILE: yaml on top of the defaults"
+    aliases = ", ".join(f"--{a} = --{k}" for a, k in aliases_of(command).items())
+    return ("options:\n" + "\n".join(rows) + f"\naliases: {aliases}\n  --config_path FILE: yaml on top of the defaults"
+            "\n  --config / -c FILE: a MindCV yaml; its keys that map are read, the others listed as ignored")
 
 
 def dump_config(cfg: Dict[str, Any], folder: str, name: str = "config.yaml") -> str:
@@ -302,16 +341,16 @@ def model_config_loader(src_file: str) -> Callable[..., Tuple[List[str], Optiona
     that folder's default_config.yaml, then the command line (see `entry_config`). `.model_dir` names the folder."""
     model_dir = os.path.dirname(os.path.dirname(os.path.abspath(src_file)))
 
-    def get_config(argv: Optional[Sequence[str]] = None, usage: str = "",
-                   extra: Optional[Dict[str, Option]] = None) -> Tuple[List[str], Optional[EasyDict]]:
-        return entry_config(model_dir, argv, usage, extra)
+    def get_config(argv: Optional[Sequence[str]] = None, usage: str = "", extra: Optional[Dict[str, Option]] = None,
+                   command: str = "") -> Tuple[List[str], Optional[EasyDict]]:
+        return entry_config(model_dir, argv, usage, extra, command)
 
     get_config.model_dir = model_dir  # type: ignore[attr-defined]
     return get_config
 
 
 def entry_config(model_dir: str, argv: Optional[Sequence[str]], usage: str,
-                 extra: Optional[Dict[str, Option]] = None) -> Tuple[List[str], Optional[EasyDict]]:
+                 extra: Optional[Dict[str, Option]] = None, command: str = "") -> Tuple[List[str], Optional[EasyDict]]:
     """(argv, resolved config) of an entry point of `model_dir`; the config is None when -h/--help printed help.
 
     Help lists each option with the value this model's default_config.yaml gives it.
@@ -321,6 +360,6 @@ def entry_config(model_dir: str, argv: Optional[Sequence[str]], usage: str,
     argv = list(sys.argv[1:] if argv is None else argv)
     yaml_path = os.path.join(model_dir, "default_config.yaml")
     if "-h" in argv or "--help" in argv:
-        print(usage + "\n" + help_text(extra, load_config(yaml_path, (), extra=extra)))
+        print(usage + "\n" + help_text(extra, load_config(yaml_path, (), extra=extra), command))
         return argv, None
-    return argv, load_config(yaml_path, argv, extra=extra)
+    return argv, load_config(yaml_path, argv, extra=extra, command=command)

@@ -66,3 +66,23 @@ def any_rank(signum: int, group_size: int) -> int:
     # a float32 sum: the CPU AllReduce kernel takes float16/float32 only
     seen = float(ops.AllReduce(ops.ReduceOp.SUM)(ms.Tensor([1.0 if signum else 0.0], ms.float32)).asnumpy()[0])
     return int(signum) or (int(signal.SIGTERM) if seen > 0 else 0)
+
+
+def check_distribute(request: str) -> None:
+    """Hold ModelZoo's --is_distributed / MindCV's --distribute (`request`: auto/true/false and synonyms) against how
+    the run was launched: a mismatch is a UserError saying how to launch it. Several ranks are always started by a
+    launcher here (msrun, mpirun, a rank table), so the flag selects nothing by itself."""
+    from .errors import UserError
+
+    text = request.strip().lower()
+    if text == "auto":
+        return
+    wanted = text in ("true", "1", "yes", "on")
+    launched = launched_distributed()
+    if wanted and not launched:
+        raise UserError("--distribute/--is_distributed asks for data parallel, but this process was started alone; "
+                        "launch it with msrun --worker_num N ... python train.py, mpirun, or scripts/"
+                        "run_distribute_train*.sh (or drop the flag for a single device)")
+    if launched and not wanted:
+        raise UserError("--distribute/--is_distributed is false, but a launcher started several ranks "
+                        "(RANK_SIZE/MS_WORKER_NUM/OMPI_COMM_WORLD_SIZE > 1); drop the flag or start one process")

@@ -24,6 +24,8 @@ from .errors import cli_main
 # run(model: ModelFace, cfg, argv) -> exit status
 COMMANDS = {"train": "common.training.loop", "eval": "common.inference.evaluate",
             "export": "common.inference.export", "predict": "common.inference.predict"}
+# MindCV's name of a command -> the zoo's (validate.py in a model folder runs eval)
+COMMAND_NAMES = {"validate": "eval"}
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,14 @@ class ModelFace:
         -h/--help prints the usage and every option with this model's recipe value; a UserError is one line on
         stderr and exit status 2.
         """
-        return int(_run_command(self, importlib.import_module(COMMANDS[command]),
+        command = COMMAND_NAMES.get(command, command)
+        return int(_run_command(self, command, importlib.import_module(COMMANDS[command]),
                                 list(sys.argv[1:] if argv is None else argv)) or 0)
 
 
 @cli_main
-def _run_command(model: ModelFace, module: ModuleType, argv: List[str]) -> int:
-    argv, cfg = model.get_config(argv, module.USAGE, getattr(module, "OPTIONS", None))
+def _run_command(model: ModelFace, command: str, module: ModuleType, argv: List[str]) -> int:
+    argv, cfg = model.get_config(argv, module.USAGE, getattr(module, "OPTIONS", None), command=command)
     if cfg is None:  # help was printed
         return 0
     return module.run(model, cfg, argv)

@@ -14,6 +14,14 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
 fi
 
 ensure_venv "$ZOO_ROOT/requirements.txt" "$ZOO_ROOT/requirements-test.txt"
+# Packages whose own pins fight ours go in without their dependencies (see requirements-test-nodeps.txt).
+nodeps="$ZOO_ROOT/requirements-test-nodeps.txt"
+nodeps_stamp="${ZOO_VENV:-$ZOO_ROOT/.venv}/.installed-nodeps"
+if [[ ! -f "$nodeps_stamp" ]] || [[ "$(sha256sum <"$nodeps")" != "$(cat "$nodeps_stamp")" ]]; then
+  python -m pip install -q --disable-pip-version-check --no-deps --requirement="$nodeps" \
+    || die 1 "pip could not install $nodeps; check the network or the package index"
+  sha256sum <"$nodeps" >"$nodeps_stamp"
+fi
 cd "$ZOO_ROOT"
 # msrun and the launchers start the `python` on PATH: the venv's (activated by ensure_venv).
 export GLOG_v="${GLOG_v:-3}"

@@ -81,3 +81,14 @@ def torchvision_eval_input(path: str, size: int, crop_pct: float = 0.875, interp
         tensor = T.ToTensor()(image.convert("RGB"))
     resized = T.Resize(int(round(size / crop_pct)), interpolation=mode, antialias=antialias)(tensor)
     return T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(T.CenterCrop(size)(resized)).numpy()
+
+
+def require_mindcv() -> None:
+    """Fail (not skip) without mindcv: the MindCV comparisons are the point of their tests."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("mindcv") is None:
+        pytest.fail("mindcv is not installed: pip install --no-deps -r requirements-test-nodeps.txt "
+                    "(scripts/run_tests.sh does)")

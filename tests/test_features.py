@@ -51,6 +51,12 @@ def test_feature_info_and_shapes_for_every_arch():
         assert [tuple(m.shape) for m in maps] == [(1, c, SIZE // s, SIZE // s)
                                                  for c, s in zip(CHANNELS[1:], STRIDES[1:])], arch
         del net, maps
+    # the stem's map (index 0): 64 channels at stride 2 for the 7x7 stem and ResNeSt's deep stem alike
+    for arch in ("resnext50_32x4d", "resnest50"):
+        net = create_model(arch, features_only=True, out_indices=(0,))
+        net.set_train(False)
+        assert net.feature_info.channels() == [CHANNELS[0]], arch
+        assert [tuple(m.shape) for m in net(image)] == [(1, CHANNELS[0], SIZE // 2, SIZE // 2)], arch
 
 
 @pytest.mark.parametrize("arch", ["resnext50_32x4d", "resnest50"])

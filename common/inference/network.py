@@ -7,14 +7,15 @@ from typing import Dict, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..config import Option, canonical_key, split_cli
+from ..config import Option, aliases_of, canonical_key, split_cli
 from ..errors import UserError
 from ..fileio import first_line
 
 
 def command_line_keys(argv: Sequence[str], extra: Optional[Dict[str, Option]] = None) -> Set[str]:
     """Canonical names of the options given on the command line (to tell a user's choice from a default)."""
-    return {canonical_key(k, "command line", tuple(extra or ())) for k, _ in split_cli(argv) if k != "config_path"}
+    return {canonical_key(k, "command line", tuple(extra or ()), aliases_of("eval")) for k, _ in split_cli(argv)
+            if k not in ("config_path", "config")}
 
 
 def checkpoint_num_classes(params: dict) -> Optional[int]:
@@ -32,11 +33,18 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
     """
     from ..models import create_model
     from ..models.bn_fold import fold_batchnorm
+    from ..models.registry import padding_of, with_padding
     from ..weights.checkpoint import load_checkpoint_strict, read_checkpoint
+    from ..weights.mindspore_import import import_if_foreign
 
     if not cfg.checkpoint_path:
         raise UserError("--checkpoint_path is not set; pass the .ckpt file to load")
-    params = read_checkpoint(cfg.checkpoint_path)
+    params, note = import_if_foreign(read_checkpoint(cfg.checkpoint_path), cfg.arch, cfg.checkpoint_path)
+    if note:
+        print(note, flush=True)
+    # the padding the checkpoint records, unless --pool_padding overrides it (to measure what it is worth)
+    padding = cfg.get("pool_padding") or padding_of(params)
+    params = with_padding(params, padding)
     stored = checkpoint_num_classes(params)
     if stored and "num_classes" not in command_line_keys(argv, extra):
         cfg.num_classes = stored
@@ -47,7 +55,7 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
         from ..training.ema import ema_params
 
         params = ema_params(params, cfg.checkpoint_path)
-    net = create_model(cfg.arch, num_classes=cfg.num_classes)
+    net = create_model(cfg.arch, num_classes=cfg.num_classes, pool_padding=padding)
     load_checkpoint_strict(net, cfg.checkpoint_path, params)
     return fold_batchnorm(net)
 

@@ -91,6 +91,46 @@ class ZeroPadPool(nn.Cell):
         return self.pool(x)
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple:
+    """(before, after) padding of MindSpore's pad_mode="same" along one axis: the output is ceil(size / stride) and
+    the odd pixel of an odd total goes after (bottom/right), so a 3x3/s2 pool on an even size pads (0, 1)."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SamePadPool(nn.Cell):
+    """k x k pooling as MindSpore's pad_mode="same" computes it (MindCV's and the ModelZoo's stem max pool, MindCV
+    ResNeSt's avd average pool), from a zero pad + valid pooling like ZeroPadPool.
+
+    Zero padding is exact for the max pool because its inputs are post-ReLU (>= 0). MindSpore's "same" average pool
+    leaves the padding out of the divisor (measured on CPU, MindSpore 2.8: a 3x3/s2 pool of ones is 1 everywhere), so
+    the average divides the padded sum by the pooled count of real pixels, as AvgDown does.
+    """
+
+    def __init__(self, kind: str, kernel: int, stride: int) -> None:
+        super().__init__()
+        pool = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
+        self.kind, self.kernel, self.stride = kind, kernel, stride
+        self.pool = pool(kernel_size=kernel, stride=stride, pad_mode="valid")
+
+    def construct(self, x):
+        top, bottom = same_padding(x.shape[2], self.kernel, self.stride)
+        left, right = same_padding(x.shape[3], self.kernel, self.stride)
+        if not (top or bottom or left or right):
+            return self.pool(x)
+        padded = self.pool(zero_pad_hw(x, top, bottom, left, right))
+        if self.kind == "max":
+            return padded
+        ones = ops.ones_like(x[:1, :1])
+        return padded / self.pool(zero_pad_hw(ones, top, bottom, left, right))
+
+
+def pool_3x3(kind: str, stride: int, padding: str) -> nn.Cell:
+    """The 3x3 pool of the stem (max) or of ResNeSt's avd (avg): padding 'symmetric' (torchvision/timm, pad 1) or
+    'same' (MindSpore's pad_mode="same", as MindCV and the ModelZoo build it)."""
+    return SamePadPool(kind, 3, stride) if padding == "same" else ZeroPadPool(kind, 3, stride, 1)
+
+
 class AvgDown(nn.Cell):
     """2x2/stride-2 average pool with ceil_mode=True and count_include_pad=False (timm's avg-down shortcut).
 

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..weights.checkpoint import load_checkpoint_strict
-from .resnet import ResNet
+from .resnet import PADDING_KEY, ResNet
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,15 @@ def list_models() -> List[str]:
 
 def create_model(arch: str, num_classes: int = 1000, checkpoint: Optional[str] = None, drop_rate: float = 0.0,
                  zero_init_last: bool = False, in_chans: int = 3, features_only: bool = False,
-                 out_indices: Sequence[int] = (1, 2, 3, 4)) -> ResNet:
+                 out_indices: Sequence[int] = (1, 2, 3, 4), pool_padding: str = "symmetric") -> ResNet:
     """Build `arch` and optionally load a MindSpore checkpoint into it.
 
     The checkpoint must match the network exactly: any missing or unexpected parameter, or any shape mismatch, is a
     `UserError` naming the parameters (no silent partial load). With `features_only` the network returns the maps of
     the stages in `out_indices` (0 stem, 1-4 layer1-4; see `net.feature_info`), and a classifier's checkpoint loads
     into it: the parameters of the head and of unbuilt stages are left out, every other one must fit.
+    `pool_padding` 'same' reproduces MindCV's and the ModelZoo's pooling (MindSpore's pad_mode="same"; README
+    "Coming from ModelZoo / MindCV").
     """
     if arch not in ARCHS:
         raise UserError(f"unknown arch '{arch}'; choose one of: {', '.join(ARCHS)}")
@@ -52,7 +54,9 @@ def create_model(arch: str, num_classes: int = 1000, checkpoint: Optional[str] =
         out_indices = check_out_indices(out_indices)
     spec = ARCHS[arch]
     net = ResNet(spec.layers, num_classes=num_classes, drop_rate=drop_rate, zero_init_last=zero_init_last,
-                 in_chans=in_chans, features_only=features_only, out_indices=out_indices, **spec.kwargs)
+                 in_chans=in_chans, features_only=features_only, out_indices=out_indices, pool_padding=pool_padding,
+                 **spec.kwargs)
+    net.arch = arch  # a foreign --pretrained checkpoint is converted to this arch (common.training.resume)
     if checkpoint and features_only:
         from ..weights.checkpoint import read_checkpoint
 
@@ -79,6 +83,23 @@ def _dropped_by_features(name: str) -> bool:
 
 
 def network_from_config(cfg) -> ResNet:
-    """The training network of a recipe: cfg.arch with its class count, dropout and zero-init of the last BNs."""
+    """The training network of a recipe: cfg.arch with its class count, dropout, zero-init of the last BNs and pool
+    padding (cfg.pool_padding; '' = symmetric)."""
     return create_model(cfg.arch, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate,
-                        zero_init_last=cfg.zero_init_last)
+                        zero_init_last=cfg.zero_init_last, pool_padding=cfg.get("pool_padding") or "symmetric")
+
+
+def padding_of(params: Dict[str, object]) -> str:
+    """The pool padding a checkpoint's entries were written with: 'same' when they hold PADDING_KEY."""
+    return "same" if PADDING_KEY in params else "symmetric"
+
+
+def with_padding(params: Dict[str, object], padding: str) -> Dict[str, object]:
+    """`params` fitted to a network built with `padding`: the marker added or dropped (the weights are the same)."""
+    import mindspore as ms
+    import numpy as np
+
+    out = {k: v for k, v in params.items() if k != PADDING_KEY}
+    if padding == "same":
+        out[PADDING_KEY] = ms.Parameter(ms.Tensor(np.ones(1, np.int32)), name=PADDING_KEY, requires_grad=False)
+    return out

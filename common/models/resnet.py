@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-from mindspore import nn
+import numpy as np
+from mindspore import Parameter, Tensor, nn
 
-from .layers import AvgDown, ZeroPadPool, batch_norm, batch_norm_add_relu, batch_norm_relu, conv2d
+from .layers import AvgDown, batch_norm, batch_norm_add_relu, batch_norm_relu, conv2d, pool_3x3
 from .split_attention import SplitAttention
+
+# Checkpoint entry of a network built with pool_padding='same' (absent for 'symmetric', the key names of which are
+# unchanged): the checkpoint records the padding it was trained or imported with.
+PADDING_KEY = "pool_padding_same"
 
 
 class Bottleneck(nn.Cell):
@@ -29,7 +34,7 @@ class Bottleneck(nn.Cell):
 
     def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: Optional[nn.Cell] = None,
                  groups: int = 1, base_width: int = 64, radix: int = 0, avd: bool = False,
-                 zero_init_last: bool = False) -> None:
+                 zero_init_last: bool = False, pool_padding: str = "symmetric") -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         # avd (ResNeSt): where the block strides, the 3x3 conv runs at stride 1 and a 3x3/s2 average pool follows it.
@@ -43,7 +48,7 @@ class Bottleneck(nn.Cell):
         else:
             self.conv2 = conv2d(width, width, 3, conv_stride, groups=groups)
             self.bn2 = batch_norm_relu(width)
-        self.avd_last = ZeroPadPool("avg", 3, avd_stride, 1) if avd_stride else None
+        self.avd_last = pool_3x3("avg", avd_stride, pool_padding) if avd_stride else None
         self.conv3 = conv2d(width, planes * self.expansion, 1)
         self.bn3 = batch_norm_add_relu(planes * self.expansion, zero_gamma=zero_init_last)
         self.downsample = downsample
@@ -77,6 +82,9 @@ class ResNet(nn.Cell):
         features_only: no head; `construct` returns the maps of the stages in `out_indices` (0 = stem at stride 2,
             1-4 = layer1-layer4 at strides 4/8/16/32), described by `feature_info` (timm's convention). Stages after
             the last index are not built.
+        pool_padding: 'symmetric' (torchvision/timm) or 'same' (MindCV/ModelZoo: MindSpore's pad_mode="same" for the
+            stem max pool and the avd pools). A 'same' network holds the marker PADDING_KEY, so its checkpoints say
+            how they were trained and every loader rebuilds the same network (common.models.registry).
     """
 
     conv_bn_pairs = (("conv1", "bn1"),)
@@ -84,10 +92,15 @@ class ResNet(nn.Cell):
     def __init__(self, layers: Sequence[int], num_classes: int = 1000, groups: int = 1, base_width: int = 64,
                  radix: int = 0, deep_stem: bool = False, stem_width: int = 32, avg_down: bool = False,
                  avd: bool = False, drop_rate: float = 0.0, zero_init_last: bool = False, in_chans: int = 3,
-                 features_only: bool = False, out_indices: Sequence[int] = (1, 2, 3, 4)) -> None:
+                 features_only: bool = False, out_indices: Sequence[int] = (1, 2, 3, 4),
+                 pool_padding: str = "symmetric") -> None:
         super().__init__()
         self.features_only = features_only
         self.out_indices = tuple(out_indices)
+        if pool_padding not in ("symmetric", "same"):
+            raise ValueError(f"pool_padding must be 'symmetric' or 'same', not {pool_padding!r}")
+        if pool_padding == "same":
+            self.pool_padding_same = Parameter(Tensor(np.ones(1, np.int32)), name=PADDING_KEY, requires_grad=False)
         self.num_classes = num_classes
         self.num_features = 512 * Bottleneck.expansion
         if deep_stem:
@@ -101,14 +114,15 @@ class ResNet(nn.Cell):
             self.conv1 = conv2d(in_chans, 64, 7, 2)
             in_ch = 64
         self.bn1 = batch_norm_relu(in_ch)
-        self.maxpool = ZeroPadPool("max", 3, 2, 1)
-        block_args = dict(groups=groups, base_width=base_width, radix=radix, avd=avd, zero_init_last=zero_init_last)
-        stages = []
+        self.maxpool = pool_3x3("max", 2, pool_padding)
+        block_args = dict(groups=groups, base_width=base_width, radix=radix, avd=avd, zero_init_last=zero_init_last,
+                          pool_padding=pool_padding)
+        stages, stem_ch = [], in_ch
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
             stride = 1 if i == 0 else 2
             stages.append(self._make_stage(in_ch, planes, blocks, stride, avg_down, block_args))
             in_ch = planes * Bottleneck.expansion
-        self.feature_info = FeatureInfo([in_ch] + [p * Bottleneck.expansion for p in (64, 128, 256, 512)],
+        self.feature_info = FeatureInfo([stem_ch] + [p * Bottleneck.expansion for p in (64, 128, 256, 512)],
                                         self.out_indices)
         if features_only:
             # a detector's backbone needs no head, and no stage past the last map it takes

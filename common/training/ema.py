@@ -32,7 +32,8 @@ class WeightEMA(nn.Cell):
     def __init__(self, net: nn.Cell, decay: float) -> None:
         super().__init__()
         self.decay = Tensor(decay, mstype.float32)
-        self.weights = ParameterTuple(list(net.get_parameters()))
+        # float parameters only: an integer marker (models.resnet PADDING_KEY) is a setting, not a weight
+        self.weights = ParameterTuple([p for p in net.get_parameters() if p.dtype in (mstype.float16, mstype.float32)])
         self.averages = self.weights.clone(prefix=PREFIX.rstrip("."), init="same")
         for avg in self.averages:
             avg.requires_grad = False
@@ -48,4 +49,4 @@ def ema_params(params: Dict[str, Any], path: str) -> Dict[str, Any]:
     if not averaged:
         raise UserError(f"checkpoint '{path}' holds no EMA weights (ema.*): it was not written by a train.py run "
                         f"with --ema_decay; leave out --use_ema, or train with --ema_decay 0.9998")
-    return averaged
+    return {**{k: v for k, v in params.items() if not k.startswith(PREFIX)}, **averaged}

@@ -97,9 +97,10 @@ def run(model, cfg, argv: Sequence[str]) -> int:
 def train(cfg, model) -> int:
     """Run (or resume) training of `model` (a common.entry.ModelFace) as configured; returns 0, or 128 + signal
     when stopped by SIGTERM/SIGINT."""
-    from ..context import init_context
+    from ..context import check_distribute, init_context
     from .resume import (
         FROM_CONFIG,
+        checkpoint_padding,
         find_resume_checkpoint,
         load_pretrained,
         read_resume_checkpoint,
@@ -115,6 +116,9 @@ def train(cfg, model) -> int:
     if resume_path:
         resume_params = read_resume_checkpoint(resume_path, cfg.num_classes, resume_params)
     pretrained_params = read_checkpoint(cfg.pretrained) if cfg.pretrained else None
+    if not cfg.pool_padding:  # build the network with the pooling its starting checkpoint was trained with
+        start = resume_params if resume_path else pretrained_params
+        cfg.pool_padding = checkpoint_padding(start) if start is not None else "symmetric"
     if cfg.deterministic:
         from ..compat import set_deterministic
 
@@ -123,6 +127,7 @@ def train(cfg, model) -> int:
     checked = launcher_rank() if cfg.strict_data else None
     if checked:
         check_data_files(train_shard(samples, *checked, cfg.seed), cfg.reader_threads)
+    check_distribute(cfg.distribute)  # ModelZoo --is_distributed / MindCV --distribute (issue 16)
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
     if dist.is_main:
         check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)

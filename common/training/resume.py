@@ -111,11 +111,16 @@ def load_pretrained(net, path: str, num_classes: int, params: Optional[Dict[str,
     Every other parameter must fit exactly (common.models.load_checkpoint_strict). Returns a line saying what
     was loaded, for the log.
     """
-    params = {k: v for k, v in (read_checkpoint(path) if params is None else params).items()
-              if not k.startswith(TRAIN_STATE_PREFIXES) and k not in META_KEYS}
+    from ..models.registry import PADDING_KEY, with_padding
+    from ..weights.mindspore_import import import_if_foreign
+
+    params = read_checkpoint(path) if params is None else params
+    params, converted = import_if_foreign(params, getattr(net, "arch", ""), path)
+    params = {k: v for k, v in params.items() if not k.startswith(TRAIN_STATE_PREFIXES) and k not in META_KEYS}
+    params = with_padding(params, "same" if hasattr(net, PADDING_KEY) else "symmetric")  # the run's --pool_padding
     head = net.fc
     saved = params.get(head.weight.name)
-    note = f"pretrained: loaded '{path}'"
+    note = (converted + "\n" if converted else "") + f"pretrained: loaded '{path}'"
     if saved is not None and tuple(saved.shape) != tuple(head.weight.shape):
         # keep the freshly initialised head: the checkpoint's classes are not this data set's
         params[head.weight.name] = head.weight
@@ -125,3 +130,11 @@ def load_pretrained(net, path: str, num_classes: int, params: Optional[Dict[str,
     load_checkpoint_strict(net, path, params)
     return note
 
+
+def checkpoint_padding(params: Dict[str, Any]) -> str:
+    """The pool padding a --pretrained/--resume checkpoint was written with: 'same' for a MindCV/ModelZoo file or one
+    holding the marker (common.models.resnet.PADDING_KEY), else 'symmetric'. The run builds its network with it."""
+    from ..models.registry import padding_of
+    from ..weights.mindspore_import import detect_source
+
+    return "same" if detect_source(params) else padding_of(params)
