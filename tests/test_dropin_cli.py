@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 from conftest import run_cli
+from image_data import write_images
 from inference_helpers import randomise_eval_state, require_mindcv
-from test_train_e2e import write_images
 
 ARCH = "resnext50_32x4d"
 TINY = ["--image_size", "32", "--num_classes", "2"]

@@ -56,7 +56,7 @@ def test_ema_in_the_step_equals_numpy_recursion():
 def ema_run(tmp_path_factory):
     """train.py in graph mode, 1 step per epoch: 2 epochs, then --resume auto to a 3rd; every checkpoint kept."""
     import mindspore as ms
-    from test_train_e2e import write_images
+    from image_data import write_images
 
     from common.models import create_model
 

@@ -136,7 +136,7 @@ def test_convert_sync_bn_swaps_every_training_kernel_and_keeps_the_parameters():
 
 def test_sync_bn_on_cpu_is_one_error_line(tmp_path):
     from conftest import run_cli
-    from test_train_e2e import write_images
+    from image_data import write_images
 
     write_images(str(tmp_path / "data" / "train"), 2, seed=0)
     result = run_cli(["resnext50_32x4d/train.py", "--data_dir", str(tmp_path / "data"), "--output_dir",

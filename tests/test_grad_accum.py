@@ -92,7 +92,7 @@ def test_accumulation_config_batches_k_micro_batches():
 def test_train_counts_optimizer_steps(tmp_path):
     """16 images, batch 4, K=2: 2 optimizer steps per epoch in the log, the checkpoint name and its metadata."""
     import mindspore as ms
-    from test_train_e2e import write_images
+    from image_data import write_images
 
     write_images(str(tmp_path / "data" / "train"), 8, seed=0)
     out = tmp_path / "run"

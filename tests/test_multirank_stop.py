@@ -7,8 +7,9 @@ import sys
 import time
 
 from conftest import ROOT
+from image_data import write_images
 from launcher_helpers import free_port
-from test_train_e2e import ARCH, write_images
+from test_train_e2e import ARCH
 
 
 def _worker_pid(run_dir: str, rank: int) -> int:

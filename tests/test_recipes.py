@@ -8,8 +8,8 @@ import sys
 
 import pytest
 from conftest import ROOT, run_cli
+from image_data import write_images
 from launcher_helpers import free_port
-from test_train_e2e import write_images
 
 MODELS = ["resnext50_32x4d", "resnext152_64x4d", "resnest50"]
 SIZES = ["--image_size", "32", "--batch_size", "2", "--epoch_size", "1", "--num_classes", "2"]

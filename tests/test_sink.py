@@ -7,7 +7,7 @@ import signal
 import numpy as np
 import pytest
 from conftest import run_cli
-from test_train_e2e import ARCH, data_dir, net_weights, run_until, train_args  # noqa: F401 - data_dir: fixture
+from test_train_e2e import ARCH, data_dir, run_until, train_args  # noqa: F401 - data_dir: fixture
 
 SINK = {"ZOO_SINK_LOOP_ON_CPU": "1"}
 
@@ -18,6 +18,16 @@ def test_chunks_are_the_largest_divisor_of_the_epoch_up_to_log_interval(steps, i
 
     assert chunk_size(steps, interval) == want
 
+
+
+def net_weights(path):
+    """The network and optimizer moments of a train.py checkpoint (counters and loss-scale state left out)."""
+    import mindspore as ms
+
+    from common.weights.checkpoint import TRAIN_STATE_PREFIXES
+
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()
+            if not k.startswith(TRAIN_STATE_PREFIXES) or k.startswith("moments.")}
 
 def test_sink_applies_on_ascend_and_gpu_and_not_on_cpu(monkeypatch):
     from easydict import EasyDict
