@@ -97,3 +97,34 @@ def test_amp_levels_change_the_dtype_of_the_conv_outputs(level):
     assert conv(x).dtype == (mstype.float32 if level == "O0" else mstype.float16)
     net.set_train(False)
     assert step.amp_network(x).dtype == mstype.float32
+
+
+def test_o2_keeps_bn_float32_but_not_the_relu_and_residual_add_after_it():
+    """O2 black-lists BatchNorm by isinstance, which would run the zoo's BN + [add +] ReLU cells wholly in float32;
+    only the normalisation stays float32: those cells take and give float16, plain BNs stay wrapped."""
+    import mindspore as ms
+    from mindspore import dtype as mstype
+
+    from common.cpu_ops import native_ops
+    from common.cpu_ops.batchnorm import BatchNormAddReLU, BatchNormReLU
+    from common.models import create_model
+    from common.training.step import build_train_step
+
+    with native_ops():
+        net = create_model("resnext50_32x4d", num_classes=2)
+    build_train_step(net, _amp_cfg("O2", True), steps_per_epoch=4, device_target="CPU")
+    block = net.layer1[0]
+    assert isinstance(block.bn1, BatchNormReLU) and isinstance(block.bn3, BatchNormAddReLU)
+    assert block.bn3.float32_statistics and block.bn1.float32_statistics
+    assert type(block.downsample[1]).__name__ == "_OutputTo16"  # a BN alone keeps MindSpore's float32 wrapper
+    net.set_train(False)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 256, 8, 8)).astype(np.float32)
+    residual = rng.standard_normal((2, 256, 8, 8)).astype(np.float32)
+    gamma = rng.uniform(0.5, 1.5, 256).astype(np.float32)
+    block.bn3.gamma.set_data(ms.Tensor(gamma))
+    out = block.bn3(ms.Tensor(x, mstype.float16), ms.Tensor(residual, mstype.float16))
+    assert out.dtype == mstype.float16
+    eps = block.bn3.eps  # moving mean 0, variance 1: y = x * gamma / sqrt(1 + eps), then + residual, ReLU
+    want = np.maximum(x * gamma[None, :, None, None] / np.sqrt(1.0 + eps) + residual, 0.0)
+    np.testing.assert_allclose(out.asnumpy().astype(np.float32), want, rtol=1e-2, atol=1e-2)

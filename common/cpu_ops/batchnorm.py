@@ -91,6 +91,8 @@ class BatchNorm2d(nn.BatchNorm2d):
     (BatchNormAddReLU).
 
     `momentum` is the weight of the running value, as for nn.BatchNorm2d (0.9 = PyTorch's momentum 0.1).
+    `float32_statistics` (set by AMP O2, common.training.step.apply_amp): a float16 input is normalised in float32
+    and the result, and the ReLU / residual add after it, are float16.
     """
 
     kernel_kind = ""  # which csrc/batchnorm.cc kernels: ZooBatchNorm{kind}Train / ...Grad
@@ -99,6 +101,7 @@ class BatchNorm2d(nn.BatchNorm2d):
                  fused: bool = False) -> None:
         super().__init__(channels, eps=eps, momentum=momentum, gamma_init=gamma_init)
         self.fused = fused
+        self.float32_statistics = False
         if fused:
             self.train_kernel = _train_kernel(self.kernel_kind)
             self.hyper = ms.Tensor([eps, momentum], mstype.float32)
@@ -110,7 +113,10 @@ class BatchNorm2d(nn.BatchNorm2d):
         return self.train_kernel(*maps, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)[0]
 
     def _batch_norm(self, x):
-        return super(BatchNorm2d, self).construct(x)  # nn.BatchNorm2d's, also when called from a subclass
+        # nn.BatchNorm2d's, also when called from a subclass
+        if self.float32_statistics and x.dtype != mstype.float32:
+            return ops.cast(super(BatchNorm2d, self).construct(ops.cast(x, mstype.float32)), x.dtype)
+        return super(BatchNorm2d, self).construct(x)
 
     def construct(self, x):
         if self._fused_now(x):

@@ -174,13 +174,41 @@ def apply_amp(net: nn.Cell, level: str) -> nn.Cell:
     """The network to train at AMP `level` (float16), sharing `net`'s parameters.
 
     O2/O3: `auto_mixed_precision` casts `net` in place and returns it inside a float32-output wrapper, the cell to
-    train; O2 keeps MindSpore's black list (nn.BatchNorm1d/2d/3d, nn.LayerNorm) in float32. O1: `_amp_o1`.
+    train; O2 keeps MindSpore's black list (nn.BatchNorm1d/2d/3d, nn.LayerNorm) in float32, except the ReLU and
+    residual add the zoo's BN cells apply (`_epilogues_in_float16`). O1: `_amp_o1`.
     """
     if level == "O0":
         return net
     if level == "O1":
         return _amp_o1(net)
-    return ms.amp.auto_mixed_precision(net, level)
+    trained = ms.amp.auto_mixed_precision(net, level)
+    if level == "O2":
+        _epilogues_in_float16(net)
+    return trained
+
+
+def _epilogues_in_float16(cell: nn.Cell) -> bool:
+    """Undo O2's float32 wrapper around the zoo's BatchNormReLU / BatchNormAddReLU cells (in place), keeping only
+    their normalisation in float32 (`float32_statistics`); True when `cell` changed.
+
+    The black list matches by isinstance, so O2 runs each of these cells wholly in float32: the ReLU and each block's
+    residual add too, an extra float32 pass over every activation on Ascend/GPU.
+    """
+    from ..cpu_ops.batchnorm import BatchNormAddReLU, BatchNormReLU
+
+    changed = False
+    for name, sub in cell.name_cells().items():
+        inner = getattr(sub, "_backbone", None)  # MindSpore's _OutputTo16 wrapper of a black-listed cell
+        if isinstance(inner, (BatchNormReLU, BatchNormAddReLU)):
+            inner.to_float(mstype.float16)
+            inner.float32_statistics = True
+            cell._cells[name] = inner  # noqa: SLF001 - as MindSpore's own AMP swaps cells
+            changed = True
+        elif sub is not cell:
+            _epilogues_in_float16(sub)
+    if isinstance(cell, nn.SequentialCell) and changed:
+        cell.cell_list = list(cell.cells())
+    return changed
 
 
 def build_train_step(net: nn.Cell, cfg, steps_per_epoch: int, group_size: int = 1, loss: nn.Cell = None,
