@@ -44,7 +44,8 @@ def build(out_dir: str, size: int = 32, val_fraction: float = 0.2, seed: int = 0
         split = "val" if val else "train"
         folder = os.path.join(out_dir, split, str(label))
         os.makedirs(folder, exist_ok=True)
-        picture = Image.fromarray(image, mode="L").resize((size, size), Image.BICUBIC).convert("RGB")
+        # a 2-D uint8 array is mode L
+        picture = Image.fromarray(image).resize((size, size), Image.BICUBIC).convert("RGB")
         picture.save(os.path.join(folder, f"{index:04d}.jpg"), quality=95)
         counts[split] += 1
     return counts

@@ -3,7 +3,7 @@
 
     python scripts/plot_run.py RUN_DIR [--out PNG]
 
-RUN_DIR is a train.py --output_dir; its metrics.jsonl holds one JSON object per epoch (common/callbacks.py
+RUN_DIR is a train.py --output_dir; its metrics.jsonl holds one JSON object per epoch (common/training/hooks.py
 MetricsWriter: epoch, loss, lr, img_per_sec, seconds, top1/top5 as fractions when evaluated, ...). The PNG goes to
 RUN_DIR/metrics.png unless --out names another file. Needs matplotlib (requirements-test.txt); without it, or on a
 missing folder, a missing or empty metrics.jsonl or a line that is not a JSON object with an epoch, one `error: ...`

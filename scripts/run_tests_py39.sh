@@ -79,7 +79,7 @@ arch="resnext50_32x4d"
 python scripts/make_digits.py "$work/digits"
 python "$arch/train.py" --config_path scripts/quickstart.yaml --data_dir "$work/digits" --output_dir "$work/run" \
   --epoch_size 1
-ckpt="$(python -c 'import sys; from common.callbacks import list_checkpoints; print(list_checkpoints(*sys.argv[1:])[-1][2])' \
+ckpt="$(python -c 'import sys; from common.weights.checkpoint import list_checkpoints; print(list_checkpoints(*sys.argv[1:])[-1][2])' \
   "$work/run" "$arch")"
 python "$arch/eval.py" --config_path scripts/quickstart.yaml --data_dir "$work/digits" --checkpoint_path "$ckpt" \
   --output_dir "$work/run" | tee "$work/eval.log"

@@ -34,3 +34,16 @@ def run_cli(args, timeout=600, env=None, cwd=ROOT):
     full_env.update(env or {})
     return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def step_config(**overrides):
+    """A training config as train.py resolves it: every option's schema default, then `overrides` (for tests that
+    build the step directly). Plain SGD at a constant LR in float32 unless overridden."""
+    from easydict import EasyDict
+
+    from common.config import SCHEMA
+
+    cfg = {key: option.default for key, option in SCHEMA.items()}
+    cfg.update(lr_scheduler="constant", epoch_size=1, amp_level="O0", loss_scale=1.0, loss_scale_type="fixed")
+    cfg.update(overrides)
+    return EasyDict(cfg)

@@ -1,5 +1,5 @@
 """common.models's faster formulations compute what the plain ones do: the Concat zero pad equals ops.Pad, and
-ResNeSt's radix-2 split attention on channel halves (MindSpore operators or common.fused_attention's CPU kernels)
+ResNeSt's radix-2 split attention on channel halves (MindSpore operators or the cpu_ops.split_attention kernels)
 equals the general reshape + softmax path (values and gradients, in graph mode where training runs)."""
 import mindspore as ms
 import numpy as np
@@ -54,7 +54,7 @@ def test_avg_down_odd_size_averages_real_pixels_only():
 @pytest.mark.parametrize("kernels", [False, True], ids=["halves", "cpu_kernels"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_radix2_halves_equal_general_split_attention(stride, kernels):
-    """Both faster paths: the halves in MindSpore operators, and the halves in common.fused_attention's kernels."""
+    """Both faster paths: the halves in MindSpore operators, and the halves in the cpu_ops.split_attention kernels."""
     ms.set_seed(stride)
     fast = SplitAttention(16, 16, stride=stride, radix=2)
     general = SplitAttention(16, 16, stride=stride, radix=2)

@@ -1,4 +1,4 @@
-"""common.fused_bn: the fused training kernels give nn.BatchNorm2d + nn.ReLU's outputs, gradients and running
+"""common.cpu_ops.batchnorm: the fused training kernels give nn.BatchNorm2d + nn.ReLU's outputs, gradients and running
 statistics, eval mode is the native pair, and the backbone puts it where a ReLU followed a BN."""
 import mindspore as ms
 import numpy as np

@@ -1,4 +1,4 @@
-"""common.fused_attention: the radix-2 pooling and weighted sum kernels give the values and gradients of the same
+"""cpu_ops.split_attention: the radix-2 pooling and weighted sum kernels give the values and gradients of the same
 sums in MindSpore operators, in both execution modes, and stay out of exported (native-only) graphs."""
 import mindspore as ms
 import numpy as np

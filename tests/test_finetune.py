@@ -4,18 +4,13 @@ import os
 
 import numpy as np
 import pytest
-from easydict import EasyDict
+from conftest import step_config
 
 from common.errors import UserError
 
 
 def step_cfg(**kw):
-    cfg = dict(num_classes=3, label_smooth_factor=0.1, lr=0.2, lr_base_batch_size=0, batch_size=2, epoch_size=1,
-               lr_scheduler="constant", warmup_epochs=0.0, warmup_init_lr=0.0, lr_min=0.0, lr_gamma=0.1,
-               lr_step_size=1, lr_epochs=[], momentum=0.9, nesterov=False, weight_decay=1e-4,
-               decay_bn_and_bias=False, amp_level="O0", loss_scale=1.0, loss_scale_type="fixed", head_lr_mult=1.0)
-    cfg.update(kw)
-    return EasyDict(cfg)
+    return step_config(**{"num_classes": 3, "lr": 0.2, "batch_size": 2, **kw})
 
 
 def _state(net):

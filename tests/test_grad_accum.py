@@ -6,17 +6,12 @@ steps in its logs and checkpoint names."""
 import os
 
 import numpy as np
-from conftest import run_cli
+from conftest import run_cli, step_config
 from easydict import EasyDict
 
 
 def step_cfg(**kw):
-    cfg = dict(num_classes=3, label_smooth_factor=0.1, lr=0.1, lr_base_batch_size=0, batch_size=8, epoch_size=1,
-               lr_scheduler="constant", warmup_epochs=0.0, warmup_init_lr=0.0, lr_min=0.0, lr_gamma=0.1,
-               lr_step_size=1, lr_epochs=[], momentum=0.9, nesterov=False, weight_decay=1e-3,
-               decay_bn_and_bias=False, amp_level="O0", loss_scale=1.0, loss_scale_type="fixed", grad_accum_steps=1)
-    cfg.update(kw)
-    return EasyDict(cfg)
+    return step_config(**{"num_classes": 3, "lr": 0.1, "batch_size": 8, "weight_decay": 1e-3, **kw})
 
 
 def mlp(seed):
