@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 from .compat import set_context
 
@@ -23,12 +24,24 @@ class DistInfo:
         return self.rank == 0
 
 
+_RANK_VARS = (("RANK_ID", "RANK_SIZE"), ("MS_NODE_ID", "MS_WORKER_NUM"),
+              ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"))
+
+
+def launcher_rank() -> Optional[Tuple[int, int]]:
+    """(rank, size) from the launcher's environment, (0, 1) when not distributed, None when the launcher has not
+    told this process its rank yet (msrun across hosts without --node_rank: only init() knows)."""
+    for rank_var, size_var in _RANK_VARS:
+        size = int(os.environ.get(size_var, "1") or "1")
+        if size > 1:
+            rank = os.environ.get(rank_var, "")
+            return (int(rank), size) if rank.strip().lstrip("-").isdigit() and int(rank) >= 0 else None
+    return 0, 1
+
+
 def launched_distributed() -> bool:
     """True when a launcher started several ranks (see the module doc for the variables read)."""
-    for var in ("RANK_SIZE", "MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE"):
-        if int(os.environ.get(var, "1") or "1") > 1:
-            return True
-    return False
+    return launcher_rank() != (0, 1)
 
 
 def init_context(device_target: str, mode: str = "graph", jit_level: str = "", device_id: int = 0,

@@ -100,7 +100,7 @@ def test_worker_count_follows_cpu_affinity_without_a_cap(monkeypatch):
     ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}, (1, 2)),
 ])
 def test_launcher_rank_from_each_launcher(monkeypatch, env, want):
-    from common.data.pipeline import _RANK_VARS, launcher_rank
+    from common.context import _RANK_VARS, launcher_rank
 
     for pair in _RANK_VARS:
         for var in pair:

@@ -21,21 +21,8 @@ from .transforms import eval_transforms, train_transforms
 
 # Launcher variables that say (rank, size) before the collective starts: rank table / mpirun scripts, msrun (which
 # sets MS_NODE_ID when it knows the rank up front, and RANK_ID with it), OpenMPI.
-_RANK_VARS = (("RANK_ID", "RANK_SIZE"), ("MS_NODE_ID", "MS_WORKER_NUM"),
-              ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"))
 # Ranks per host when no launcher variable says so: an Ascend 910 server and a V100 server hold 8 devices each.
 _DEVICES_PER_HOST = 8
-
-
-def launcher_rank() -> Optional[Tuple[int, int]]:
-    """(rank, size) from the launcher's environment, (0, 1) when not distributed, None when the launcher has not
-    told this process its rank yet (msrun across hosts without --node_rank: only init() knows)."""
-    for rank_var, size_var in _RANK_VARS:
-        size = int(os.environ.get(size_var, "1") or "1")
-        if size > 1:
-            rank = os.environ.get(rank_var, "")
-            return (int(rank), size) if rank.strip().lstrip("-").isdigit() and int(rank) >= 0 else None
-    return 0, 1
 
 
 def usable_cores() -> int:

@@ -16,9 +16,10 @@ from typing import List, Optional, Sequence, Tuple
 import mindspore as ms
 
 from ..config import dump_config
+from ..context import launcher_rank
 from ..cpu_ops import native_ops
 from ..data.folder import CheckedImageSource, check_data_files, scan_image_folder, split_dir
-from ..data.pipeline import launcher_rank, train_shard, train_source
+from ..data.pipeline import train_shard, train_source
 from ..errors import UserError
 from ..fileio import check_writable_folder, write_json
 from ..inference.class_names import CLASS_NAMES_FILE
