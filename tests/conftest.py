@@ -17,6 +17,19 @@ def cpu_context():
     set_context("pynative", "CPU")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def scan_cache_in_a_temporary_folder(tmp_path_factory):
+    """Folder scans shared between processes (common.data.folder) go to a folder of this session, not to the
+    user's ~/.cache; the commands the tests run inherit it."""
+    before = os.environ.get("ZOO_SCAN_CACHE")
+    os.environ["ZOO_SCAN_CACHE"] = str(tmp_path_factory.mktemp("scan-cache"))
+    yield
+    if before is None:
+        os.environ.pop("ZOO_SCAN_CACHE", None)
+    else:
+        os.environ["ZOO_SCAN_CACHE"] = before
+
+
 @pytest.fixture(autouse=True)
 def cpu_operator_switches_on(monkeypatch):
     """Every test starts with the zoo's CPU-operator switches on (in-process and in the commands it runs), whatever

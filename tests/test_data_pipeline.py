@@ -41,6 +41,36 @@ def test_scan_is_cached_until_a_class_folder_changes(tmp_path, monkeypatch):
     assert str(root / "c0" / "1.jpg") not in [p for p, _ in scan_image_folder(str(root))[0]]
 
 
+def test_scan_is_shared_with_other_processes_until_a_class_folder_changes(tmp_path, monkeypatch):
+    """Another rank (a new process: the in-process scans cleared) takes the scan from the cache file without
+    listing a class folder; once a class folder changes it lists again and writes the new list."""
+    from common.data import folder
+
+    monkeypatch.setenv("ZOO_SCAN_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    write_image_folder(str(root), [2, 3], size=(8, 8))
+    first, classes = folder.scan_image_folder(str(root))
+    assert len(os.listdir(tmp_path / "cache")) == 2  # the scan and its lock
+    monkeypatch.setattr(folder, "_SCANS", {})
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: listed.append(str(p)) or real_listdir(p))
+    shared, shared_classes = folder.scan_image_folder(str(root))
+    assert (shared, shared_classes) == (first, classes) == (first, ["c0", "c1"])
+    assert listed == [str(root)]  # the class names only; no class folder listed
+    (root / "c0" / "0.jpg").rename(root / "c0" / "9.jpg")  # c0's mtime changes
+    monkeypatch.setattr(folder, "_SCANS", {})
+    renamed, _ = folder.scan_image_folder(str(root))
+    assert str(root / "c0") in listed and (str(root / "c0" / "9.jpg"), 0) in renamed
+    monkeypatch.setattr(folder, "_SCANS", {})
+    listed.clear()
+    assert folder.scan_image_folder(str(root))[0] == renamed and listed == [str(root)]  # the new list, shared
+    monkeypatch.setenv("ZOO_SCAN_CACHE", "off")
+    monkeypatch.setattr(folder, "_SCANS", {})
+    listed.clear()
+    assert folder.scan_image_folder(str(root))[0] == renamed and str(root / "c1") in listed
+
+
 @pytest.mark.parametrize("num,size", [(10, 1), (10, 3), (101, 8), (7, 8)])
 def test_train_shards_are_disjoint_equal_and_cover_the_epoch(num, size):
     from common.data.pipeline import train_shard
@@ -149,7 +179,12 @@ def test_train_transforms_have_no_python_op_per_image(tmp_path):
     from common.data.transforms import train_transforms
 
     ops = train_transforms(recipe(tmp_path))
-    assert len(ops) == 5 and "RandAugment" in [type(op).__name__ for op in ops]
+    assert [type(op).__name__ for op in ops] == ["RandomCropDecodeResize", "RandomHorizontalFlip", "RandomChoice",
+                                                  "Normalize", "HWC2CHW"]
+    # RandAugment: one choice among its outcomes (no op, 1 op, 2 ops at each magnitude level), each a C++ op
+    outcomes = {type(op).__name__ for op in ops[2].transforms}
+    assert outcomes == {"TypeCast", "RandAugment"}
+    ops += ops[2].transforms
     # an op with both kernels (flip) runs in C++ after a C++ op; RandomErasing only has a Python one (PY)
     python_ops = [op for op in ops if not isinstance(op, TensorOperation)
                   or getattr(op, "implementation", None) == Implementation.PY]

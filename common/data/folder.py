@@ -6,17 +6,21 @@ it reads file bytes (decoding happens in the pipeline's workers) and deals with 
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
+import json
 import os
 import sys
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import atomic_write
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -54,12 +58,69 @@ def _folder_stamp(root: str, classes: Sequence[str]) -> tuple:
     return tuple(stamp)
 
 
+def scan_cache_dir() -> str:
+    """Where scans are kept for other processes: $ZOO_SCAN_CACHE, else ~/.cache/mindspore-zoo/scans
+    ($XDG_CACHE_HOME respected); '' or 'off' keeps scans in the process only."""
+    chosen = os.environ.get("ZOO_SCAN_CACHE")
+    if chosen is not None:
+        return "" if chosen.lower() in ("", "off", "0") else chosen
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mindspore-zoo", "scans")
+
+
+@contextlib.contextmanager
+def _scan_lock(path: str) -> Iterator[None]:
+    """An exclusive lock on `path` (the ranks of a host wait while one of them scans), or none where the
+    platform or the file system has no flock: a cache, so racing writers only cost a second scan."""
+    try:
+        import fcntl
+
+        handle = open(path, "a+")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+
+
+def _read_shared_scan(path: str, root: str, stamp: tuple):
+    """(samples, classes) from the cache file at `path` when it is the scan of `root` with this stamp, else None."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            saved = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if saved.get("root") != os.path.realpath(root) or [tuple(e) for e in saved.get("stamp", [])] != list(stamp):
+        return None
+    classes = saved["classes"]
+    samples = [(os.path.join(root, name, f), label) for label, (name, files) in enumerate(zip(classes, saved["files"]))
+               for f in files]
+    return samples, classes
+
+
+def _list_classes(root: str, classes: Sequence[str]) -> List[Tuple[str, int]]:
+    samples = []
+    for label, name in enumerate(classes):
+        folder = os.path.join(root, name)
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise UserError(f"class folder '{folder}' holds no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...)")
+        samples.extend((os.path.join(folder, f), label) for f in files)
+    return samples
+
+
 def scan_image_folder(root: str) -> Tuple[List[Tuple[str, int]], List[str]]:
     """(path, label) pairs sorted by class then file name, and the sorted class names.
 
-    Refuses a folder without class sub-folders and a class folder without images, naming it. The list is kept for
-    the rest of the process and handed out again while the root and class folders keep their size and mtime (one
-    stat per class folder instead of listing 1.28 M ImageNet files every epoch); a changed folder is scanned again.
+    Refuses a folder without class sub-folders and a class folder without images, naming it. A scan is kept for
+    the rest of the process, and in a file under `scan_cache_dir()` for the other ranks of the host and later runs,
+    and handed out again while the root and class folders keep their size and mtime (one stat per class folder
+    instead of listing 1.28 M ImageNet files on every rank, every epoch); a changed folder is scanned again. While
+    one process scans, the others wait for its file.
     """
     cached = _SCANS.get(root)
     if cached is not None:
@@ -72,13 +133,34 @@ def scan_image_folder(root: str) -> Tuple[List[Tuple[str, int]], List[str]]:
     if not classes:
         raise UserError(f"'{root}' has no class folders; expected {root}/<class_name>/<image files>")
     stamp = _folder_stamp(root, classes)
-    samples = []
-    for label, name in enumerate(classes):
-        folder = os.path.join(root, name)
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-        if not files:
-            raise UserError(f"class folder '{folder}' holds no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...)")
-        samples.extend((os.path.join(folder, f), label) for f in files)
+    cache_dir = scan_cache_dir()
+    if not cache_dir:
+        samples = _list_classes(root, classes)
+    else:
+        key = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:24]
+        path = os.path.join(cache_dir, f"{key}.json")
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+        except OSError:
+            pass
+        with _scan_lock(path + ".lock"):
+            shared = _read_shared_scan(path, root, stamp)
+            if shared is not None:
+                samples = shared[0]
+            else:
+                samples = _list_classes(root, classes)
+                files: List[List[str]] = [[] for _ in classes]
+                for sample_path, label in samples:
+                    files[label].append(os.path.basename(sample_path))
+                record = {"root": os.path.realpath(root), "stamp": stamp, "classes": classes, "files": files}
+
+                def dump(tmp: str) -> None:
+                    with open(tmp, "w", encoding="utf-8") as fh:
+                        json.dump(record, fh, separators=(",", ":"))  # compact: C encoder, 1.28 M names
+                try:
+                    atomic_write(path, dump, "scan cache", "")
+                except UserError:
+                    pass  # a cache: a folder we cannot write to only costs the next process a scan
     _SCANS[root] = (stamp, samples, classes)
     return list(samples), list(classes)
 
