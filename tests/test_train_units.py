@@ -172,10 +172,12 @@ def test_mixup_and_cutmix_targets():
     np.testing.assert_allclose(unmixed[1], smooth_by_hand(labels, classes, eps), rtol=1e-6)
     y0, y1, x0, x1 = cutmix_box(10, 10, 0.75, np.random.default_rng(0))
     assert 0 <= y0 <= y1 <= 10 and 0 <= x0 <= x1 <= 10
-    assert parse_auto_augment("randaug-m9-mstd0.5") == (2, 9)
-    assert parse_auto_augment("randaug-m7-n3") == (3, 7)
+    assert parse_auto_augment("randaug-m9-mstd0.5") == (2, 9, 0.5)
+    assert parse_auto_augment("randaug-m7-n3") == (3, 7, 0.0)
     with pytest.raises(UserError, match="not supported"):
         parse_auto_augment("autoaug-v0")
+    with pytest.raises(UserError, match=r"\[0, 10\]"):  # timm's scale: m10 is full strength
+        parse_auto_augment("randaug-m15")
 
 
 def test_image_checks_name_truncated_and_non_image_files(tmp_path):

@@ -127,5 +127,5 @@ def create_dataset(cfg, split: str, training: bool, rank: int = 0, group_size: i
         return dataset.batch(cfg.batch_size, drop_remainder=True), classes
     processes = bool(cfg.get("python_multiprocessing", False))
     return dataset.batch(cfg.batch_size, drop_remainder=True, per_batch_map=mixer, input_columns=["image", "label"],
-                         num_parallel_workers=workers if processes else 1,
+                         num_parallel_workers=workers,
                          python_multiprocessing=processes), classes
