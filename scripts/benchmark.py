@@ -71,9 +71,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--jit_level", default="", choices=("", "O0", "O1", "O2"))
     p.add_argument("--num_workers", type=int, default=0, help="pipeline workers (0 = the zoo's default)")
     p.add_argument("--images", type=int, default=64, help="pipeline: JPEG files in the generated folder")
+    p.add_argument("--pass_images", type=int, default=256,
+                   help="pipeline: images per timed pass (the folder repeated; at least 8 batches)")
     p.add_argument("--torch_threads", type=int, default=0, help="PyTorch intra-op threads (0 = its default)")
     args = p.parse_args(argv)
-    for name in ("batch_size", "image_size", "steps", "num_classes", "images"):
+    for name in ("batch_size", "image_size", "steps", "num_classes", "images", "pass_images"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name} must be > 0, got {getattr(args, name)}")
     if args.image_size < 32:

@@ -11,16 +11,19 @@ machine's load.
 Beside the plain recipe's transforms (the --arch recipe, and torchvision's), the ResNeSt recipe's full train
 transform (RandAugment + per-batch random erasing and mixup/cutmix, no Python op per image) is timed at 1 and N
 workers, with the earlier form of it ("resnest_pyerase": MindSpore's Python RandomErasing per image) as the before
-row; the reader alone (rows/s of encoded bytes, no decode) is timed through the same source the pipeline reads;
-and the 1 -> N scaling and a projection to 24 workers are derived (`project`, assumptions in its docstring).
+row; the reader alone (rows/s of encoded bytes, no decode) is timed through the same source the pipeline reads.
+Each of our pipelines is also timed with one worker pinned to one core (`on_cores`): its img/s is what a core
+buys, reader and batching included, the base of the 1 core -> N cores scaling and of the projection to 24 workers
+(`project`, assumptions in its docstring). `stage_costs` adds each recipe's per-image ops one at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 
 def make_jpeg_folder(root: str, count: int, seed: int = 0) -> str:
@@ -47,6 +50,36 @@ def make_jpeg_folder(root: str, count: int, seed: int = 0) -> str:
             os.makedirs(folder, exist_ok=True)
             image.save(os.path.join(folder, f"img{i:04d}.jpg"), quality=90)
     return root
+
+
+@contextlib.contextmanager
+def on_cores(count: int) -> Iterator[bool]:
+    """Run the body with every thread of this process on the first `count` cores of its affinity (threads started
+    inside inherit it), then give every thread all of them back. Yields False where affinity cannot be set.
+
+    A "1 worker" pipeline is more than its map worker: the reader thread, the batch op and the consumer run beside
+    it, on the other core when there is one. Pinned to one core, a pipeline's img/s is what one core buys, the rate
+    to scale from (`project`).
+    """
+    if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        yield False
+        return
+    allowed = sorted(os.sched_getaffinity(0))
+    if count >= len(allowed):
+        yield True
+        return
+
+    def set_all(cores) -> None:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(tid), cores)
+            except OSError:  # the thread ended meanwhile
+                pass
+    set_all(set(allowed[:count]))
+    try:
+        yield True
+    finally:
+        set_all(set(allowed))
 
 
 def cpu_seconds() -> float:
@@ -197,8 +230,63 @@ def _measure_sides(sides, cfg, root: str, training: bool, repeats: int, rounds: 
             close()
 
 
+def stage_costs(cfg, root: str, rounds: int, per_pass: int) -> Dict[str, float]:
+    """CPU ms per image of each recipe's per-image ops, cumulatively (one op added per row), on one core with one
+    worker, over the folder's encoded bytes held in memory (no file reads: the reader has its own row); the ResNeSt
+    rows end with its batch map (random erasing + mixup/cutmix). Says where the ResNeSt recipe's extra cost goes."""
+    import mindspore.dataset as ds
+    import numpy as np
+    from mindspore.dataset import vision
+
+    from common.data.augment import batch_augment, rand_augment
+    from common.data.folder import scan_image_folder
+    from common.data.transforms import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
+
+    files = [np.fromfile(path, dtype=np.uint8) for path, _ in scan_image_folder(os.path.join(root, "train"))[0]]
+    rows = [files[i % len(files)] for i in range(max(per_pass, len(files)))]
+    label = np.array(0, dtype=np.int32)
+
+    def source():
+        return ((row, label) for row in rows)
+
+    def steps(recipe) -> List[Tuple[str, list]]:
+        inter = interpolation_mode(recipe.interpolation)
+        crop = vision.RandomCropDecodeResize(recipe.image_size, scale=(recipe.scale_min, 1.0), ratio=(3 / 4, 4 / 3),
+                                             interpolation=inter)
+        extra = ([("rand_augment", rand_augment(recipe.auto_augment, inter))] if recipe.get("auto_augment") else
+                 [("color_jitter", vision.RandomColorAdjust(*[recipe.color_jitter] * 3))])
+        return [(f"decode_crop_{recipe.interpolation}", crop), ("flip", vision.RandomHorizontalFlip(recipe.hflip)),
+                *extra, ("normalize_chw", [vision.Normalize(IMAGENET_MEAN, IMAGENET_STD), vision.HWC2CHW()])]
+
+    costs: Dict[str, float] = {}
+    for prefix, recipe in (("plain", cfg), ("resnest", resnest_recipe(cfg))):
+        ops: list = []
+        cases = []
+        for name, op in steps(recipe):
+            ops = ops + (op if isinstance(op, list) else [op])
+            cases.append((name, ops, None))
+        cases.append(("batch_map", ops, batch_augment(recipe, cfg.seed)))
+        for name, case_ops, mixer in cases:
+            if mixer is None and name == "batch_map":
+                continue
+
+            def one_pass(case_ops=case_ops, mixer=mixer) -> int:
+                data = ds.GeneratorDataset(source, ["image", "label"], shuffle=False)
+                data = data.map(case_ops, input_columns="image", num_parallel_workers=1)
+                if mixer is None:
+                    data = data.batch(cfg.batch_size, drop_remainder=True)
+                else:
+                    data = data.batch(cfg.batch_size, drop_remainder=True, per_batch_map=mixer,
+                                      input_columns=["image", "label"], num_parallel_workers=1)
+                return sum(row[0].shape[0] for row in data.create_tuple_iterator(output_numpy=True, num_epochs=1))
+            with on_cores(1):
+                costs[f"{prefix}_+{name}"] = measure({"s": one_pass}, rounds)["s"]["cpu_ms_per_img"]
+    return costs
+
+
 def project(per_core_img_s: float, scaling_1_to_2: float, reader_rows_s: float, workers: int = 24) -> float:
-    """img/s of one rank with `workers` map workers, assuming: (1) each added worker brings what the second one
+    """img/s of one rank with `workers` cores and map workers, from the img/s of one core (the pipeline pinned to
+    one core, reader and batching included), assuming: (1) each added core brings what the second one
     brought here (efficiency = scaling_1_to_2 / 2, held constant: no memory-bandwidth or NUMA wall measured);
     (2) the rank's reader (one Python thread plus its read-ahead threads) delivers at most the reader-alone rate
     measured here, and files arrive as fast as from page cache (NFS latency hidden by read-ahead, not measured)."""
@@ -206,14 +294,15 @@ def project(per_core_img_s: float, scaling_1_to_2: float, reader_rows_s: float, 
 
 
 def run_pipeline(args, cfg, tmp: str) -> dict:
-    """Train (plain and ResNeSt recipes) and eval pipelines at one worker and at the configured worker count, the
-    reader alone, scaling 1 -> N and the 24-worker projection; ratios ours/theirs for the plain transforms."""
+    """Train (plain and ResNeSt recipes) and eval pipelines at one worker (on both cores, and pinned to one core) and
+    at the configured worker count, the reader alone, scaling 1 -> N (workers, and cores), the 24-worker projection
+    from the one-core rate, the per-op costs (`stage_costs`); ratios ours/theirs for the plain transforms."""
     from common.data.pipeline import default_workers
 
     root = make_jpeg_folder(tmp, args.images, cfg.seed)
     workers = cfg.num_parallel_workers or default_workers(1)
     rounds = max(1, min(args.steps, 5))
-    per_pass = max(256, 8 * cfg.batch_size)  # images per timed pass: the folder, repeated
+    per_pass = max(args.pass_images, 8 * cfg.batch_size)  # images per timed pass: the folder, repeated
     repeats = max(1, (per_pass + args.images - 1) // args.images)
     ours: Dict[str, float] = {"workers": workers}
     theirs: Dict[str, float] = {"workers": workers}
@@ -247,12 +336,21 @@ def run_pipeline(args, cfg, tmp: str) -> dict:
                 if label == "1worker":
                     theirs[f"{key}_cpu_ms_per_img"] = got["theirs"]["cpu_ms_per_img"]
                 ratios[key] = got["ours"]["img_s"] / got["theirs"]["img_s"]
+        if variant != "resnest_procs":  # its batch map's processes cannot share one core with the pipeline
+            with on_cores(1):
+                got = _measure_sides([("ours", mine, 1)], cfg, root, training, repeats, rounds)["ours"]
+            ours[f"{split}_1core_img_s"], ours[f"{split}_1core_cpu_ms_per_img"] = got["img_s"], got["cpu_ms_per_img"]
         if workers > 1:
             scaling = ours[f"{split}_{workers}workers_img_s"] / ours[f"{split}_1worker_img_s"]
             ours[f"{split}_scaling_1_to_{workers}"] = scaling
-            ours[f"{split}_projected_24workers_img_s"] = project(ours[f"{split}_1worker_img_s"],
-                                                                 scaling * 2 / workers, ours["reader_rows_s"])
-    ours["resnest_vs_plain_per_core"] = ours["resnest_train_1worker_img_s"] / ours["train_1worker_img_s"]
+            per_core = ours.get(f"{split}_1core_img_s", ours[f"{split}_1worker_img_s"])
+            core_scaling = ours[f"{split}_{workers}workers_img_s"] / per_core
+            ours[f"{split}_scaling_1core_to_{workers}cores"] = core_scaling
+            ours[f"{split}_projected_24workers_img_s"] = project(per_core, core_scaling * 2 / workers,
+                                                                 ours["reader_rows_s"])
+    ours["resnest_vs_plain_per_core"] = ours["resnest_train_1core_img_s"] / ours["train_1core_img_s"]
+    ours["resnest_vs_plain_1worker"] = ours["resnest_train_1worker_img_s"] / ours["train_1worker_img_s"]
+    ours.update({f"stage_cpu_ms_{name}": ms for name, ms in stage_costs(cfg, root, rounds, per_pass).items()})
     result = {"ours": ours}
     if args.compare:
         result.update(theirs=theirs, ratios=ratios, ratio=ratios["train_1worker"])

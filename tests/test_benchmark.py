@@ -5,6 +5,7 @@ import sys
 
 import pytest
 from conftest import ROOT, run_cli
+from launcher_helpers import free_port
 
 SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")
 TINY = ["--arch", "resnext50_32x4d", "--image_size", "32", "--batch_size", "2", "--steps", "2", "--warmup", "0",
@@ -88,7 +89,7 @@ def test_eval_graph_without_compare(tmp_path):
 
 def test_pipeline_compare_torch(tmp_path):
     report, _ = _run(tmp_path, "--mode", "pipeline", "--compare", "torch", "--images", "4", "--num_workers", "2",
-                     "--steps", "1")
+                     "--steps", "1", "--pass_images", "16")
     assert report["mode"] == "pipeline"
     keys = {"train_1worker", "train_2workers", "eval_1worker", "eval_2workers"}
     assert set(report["ratios"]) == keys
@@ -96,6 +97,34 @@ def test_pipeline_compare_torch(tmp_path):
         ours, theirs = report["ours"][f"{key}_img_s"], report["theirs"][f"{key}_img_s"]
         assert report["ratios"][key] == pytest.approx(ours / theirs)
     assert report["ratio"] == report["ratios"]["train_1worker"]
+    ours = report["ours"]
+    assert ours["resnest_vs_plain_per_core"] == pytest.approx(ours["resnest_train_1core_img_s"]
+                                                              / ours["train_1core_img_s"])
+    assert ours["train_scaling_1core_to_2cores"] == pytest.approx(ours["train_2workers_img_s"]
+                                                                  / ours["train_1core_img_s"])
+    stages = [key[len("stage_cpu_ms_"):] for key in ours if key.startswith("stage_cpu_ms_")]
+    assert stages == ["plain_+decode_crop_bilinear", "plain_+flip", "plain_+color_jitter", "plain_+normalize_chw",
+                      "resnest_+decode_crop_bicubic", "resnest_+flip", "resnest_+rand_augment",
+                      "resnest_+normalize_chw", "resnest_+batch_map"]
+
+
+def test_on_cores_pins_threads_started_inside_and_gives_the_cores_back():
+    import threading
+
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from benchmark_pipeline import on_cores
+
+    allowed = os.sched_getaffinity(0)
+    seen = []
+
+    def record():
+        seen.append(os.sched_getaffinity(0))
+    with on_cores(1):
+        thread = threading.Thread(target=record)
+        thread.start()
+        thread.join()
+    assert len(seen[0]) == 1 and seen[0] <= allowed
+    assert os.sched_getaffinity(0) == allowed
 
 
 def test_train_under_msrun_reports_all_workers_images(tmp_path):
@@ -104,6 +133,7 @@ def test_train_under_msrun_reports_all_workers_images(tmp_path):
     msrun = "import sys; from mindspore.parallel.cluster.run import main; sys.argv[0] = 'msrun'; main()"
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]  # msrun starts `python` from PATH
     result = run_cli(["-c", msrun, "--worker_num", "2", "--local_worker_num", "2", "--join", "True",
+                      "--master_port", str(free_port()),
                       "--log_dir", str(tmp_path / "logs"), SCRIPT, *TINY, "--mode", "train", "--ms_mode", "pynative",
                       "--json", str(out)], env={"PATH": path})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
