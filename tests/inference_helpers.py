@@ -30,11 +30,13 @@ def randomise_eval_state(net, seed: int = 0, fc_scale: float = 1.0) -> None:
 
 
 def make_checkpoint(path: str, arch: str, num_classes: int, seed: int = 0, fc_scale: float = 1.0):
-    """Save a randomised `arch` checkpoint at `path`; returns the network (eval mode)."""
+    """Save a randomised `arch` checkpoint at `path`; returns the network (eval mode). The same for a seed whatever
+    ran before in the process (the convolutions' initial weights come from MindSpore's global seed)."""
     import mindspore as ms
 
     from common import create_model
 
+    ms.set_seed(seed)
     net = create_model(arch, num_classes=num_classes)
     randomise_eval_state(net, seed, fc_scale)
     ms.save_checkpoint(net, path)

@@ -14,11 +14,12 @@ import pytest
 from conftest import run_cli
 from inference_helpers import make_checkpoint, write_image_folder
 
-MODEL_DIRS = ("resnext50_32x4d", "resnext152_64x4d", "resnest50")
+# The two block types (ResNeXt's grouped bottleneck, ResNeSt's split attention). ResNeXt-152's folder runs the same
+# eval.py/export.py code on the first one, deeper; its export is checked in tests/test_export.py (a 75 s case here).
+MODEL_DIRS = ("resnext50_32x4d", "resnest50")
 NUM_CLASSES, SIZE, COUNTS = 8, 32, (4, 4, 3)  # 11 images: batch 4 leaves a partial batch of 3
-# seeds whose random networks give top-1 below top-5 (ResNeXt-152's top-1 stays 0 for the seeds tried: its random
-# logits favour one class)
-SEEDS = {"resnext50_32x4d": 3, "resnext152_64x4d": 0, "resnest50": 1}
+# seeds whose random networks give top-1 below top-5
+SEEDS = {"resnext50_32x4d": 3, "resnest50": 1}
 TOP1 = r"^after allreduce eval: top1_correct=(\d+), tot=(\d+),acc=\d+\.\d\d%\(TOP1\)$"
 TOP5 = r"^after allreduce eval: top5_correct=(\d+), tot=(\d+),acc=\d+\.\d\d%\(TOP5\)$"
 

@@ -6,7 +6,6 @@ ModelZoo: `eval.py --platform --pretrained`, `export.py --device_target --ckpt_f
 checkpoint is MindCV's own file layout, so eval/export/train also convert it on the fly and apply its padding.
 """
 import os
-import socket
 import sys
 
 import numpy as np
@@ -15,6 +14,7 @@ import yaml
 from conftest import run_cli
 from image_data import write_images
 from inference_helpers import randomise_eval_state, require_mindcv
+from launcher_helpers import free_port
 
 ARCH = "resnext50_32x4d"
 TINY = ["--image_size", "32", "--num_classes", "2"]
@@ -99,19 +99,13 @@ def test_modelzoo_train_as_written_fine_tunes_with_the_checkpoint_padding(setup,
                         "True", "--ckpt_path", str(tmp_path / "b"), *TRAIN_TINY]), "started alone", "msrun")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_raw_msrun_trains_data_parallel_without_a_launcher(setup, tmp_path):
     bin_dir = os.path.dirname(sys.executable)
     out, logs = tmp_path / "out", tmp_path / "logs"
     config = tmp_path / "mindcv.yaml"  # MindCV's command: msrun ... python train.py --config <yaml> --data_dir
     config.write_text(yaml.safe_dump({"distribute": True, "model": ARCH, "ckpt_save_dir": str(out)}))
     proc = run_cli([os.path.join(bin_dir, "msrun"), "--worker_num", "2", "--local_worker_num", "2", "--master_port",
-                    str(_free_port()), "--log_dir", str(logs), "--join", "True", "python", f"{ARCH}/train.py",
+                    str(free_port()), "--log_dir", str(logs), "--join", "True", "python", f"{ARCH}/train.py",
                     "--config", str(config), "--data_dir", setup["data"], "--device_target", "CPU", *TRAIN_TINY],
                    env={"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}, timeout=600)
     worker = [(logs / f"worker_{r}.log").read_text(errors="replace")[-2000:] for r in (0, 1)]

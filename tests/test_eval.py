@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import socket
 import sys
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 from conftest import ROOT, run_cli
 from easydict import EasyDict
 from inference_helpers import make_checkpoint, write_image_folder
+from launcher_helpers import free_port
 
 ARCH, NUM_CLASSES, IMAGE_SIZE = "resnext50_32x4d", 8, 32
 COUNTS = (4, 4, 3)  # 11 images: batch 4 leaves a partial batch of 3; 2 ranks get 6 and 5
@@ -100,17 +100,11 @@ def test_eval_single_device_counts_and_lines(setup):
     assert saved["top1"] == pytest.approx(setup["top1"] / setup["total"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_eval_two_ranks_msrun_counts_each_image_once(setup):
     log_dir, out_dir = str(setup["tmp"] / "msrun_logs"), str(setup["tmp"] / "out2")
     bin_dir = os.path.dirname(sys.executable)
     result = run_cli([os.path.join(bin_dir, "msrun"), "--worker_num", "2", "--local_worker_num", "2",
-                      "--master_port", str(_free_port()), "--log_dir", log_dir, "--join", "True",
+                      "--master_port", str(free_port()), "--log_dir", log_dir, "--join", "True",
                       f"{ARCH}/eval.py", "--data_dir", setup["data"], "--checkpoint_path", setup["ckpt"],
                       "--output_dir", out_dir, *EVAL_ARGS],
                      env={"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}, timeout=300)

@@ -30,7 +30,7 @@ def fruit_run(tmp_path_factory):
     """A 4-class random checkpoint with its class_names.json beside it, as training writes it."""
     run = tmp_path_factory.mktemp("run")
     ckpt = str(run / "net-1_10.ckpt")
-    net = make_checkpoint(ckpt, ARCH, len(FRUITS), seed=5, fc_scale=2.0)
+    net = make_checkpoint(ckpt, ARCH, len(FRUITS), seed=2, fc_scale=2.0)
     with open(run / "class_names.json", "w", encoding="utf-8") as fh:
         json.dump(FRUITS, fh)
     return ckpt, net
