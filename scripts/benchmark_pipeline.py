@@ -236,11 +236,10 @@ def stage_costs(cfg, root: str, rounds: int, per_pass: int) -> Dict[str, float]:
     rows end with its batch map (random erasing + mixup/cutmix). Says where the ResNeSt recipe's extra cost goes."""
     import mindspore.dataset as ds
     import numpy as np
-    from mindspore.dataset import vision
 
-    from common.data.augment import batch_augment, rand_augment
+    from common.data.augment import batch_augment
     from common.data.folder import scan_image_folder
-    from common.data.transforms import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
+    from common.data.transforms import train_transforms
 
     files = [np.fromfile(path, dtype=np.uint8) for path, _ in scan_image_folder(os.path.join(root, "train"))[0]]
     rows = [files[i % len(files)] for i in range(max(per_pass, len(files)))]
@@ -249,38 +248,29 @@ def stage_costs(cfg, root: str, rounds: int, per_pass: int) -> Dict[str, float]:
     def source():
         return ((row, label) for row in rows)
 
-    def steps(recipe) -> List[Tuple[str, list]]:
-        inter = interpolation_mode(recipe.interpolation)
-        crop = vision.RandomCropDecodeResize(recipe.image_size, scale=(recipe.scale_min, 1.0), ratio=(3 / 4, 4 / 3),
-                                             interpolation=inter)
-        extra = ([("rand_augment", rand_augment(recipe.auto_augment, inter))] if recipe.get("auto_augment") else
-                 [("color_jitter", vision.RandomColorAdjust(*[recipe.color_jitter] * 3))])
-        return [(f"decode_crop_{recipe.interpolation}", crop), ("flip", vision.RandomHorizontalFlip(recipe.hflip)),
-                *extra, ("normalize_chw", [vision.Normalize(IMAGENET_MEAN, IMAGENET_STD), vision.HWC2CHW()])]
+    def one_pass(ops, mixer=None) -> int:
+        data = ds.GeneratorDataset(source, ["image", "label"], shuffle=False)
+        data = data.map(ops, input_columns="image", num_parallel_workers=1)
+        if mixer is None:
+            data = data.batch(cfg.batch_size, drop_remainder=True)
+        else:
+            data = data.batch(cfg.batch_size, drop_remainder=True, per_batch_map=mixer,
+                              input_columns=["image", "label"], num_parallel_workers=1)
+        return sum(row[0].shape[0] for row in data.create_tuple_iterator(output_numpy=True, num_epochs=1))
 
     costs: Dict[str, float] = {}
     for prefix, recipe in (("plain", cfg), ("resnest", resnest_recipe(cfg))):
-        ops: list = []
-        cases = []
-        for name, op in steps(recipe):
-            ops = ops + (op if isinstance(op, list) else [op])
-            cases.append((name, ops, None))
-        cases.append(("batch_map", ops, batch_augment(recipe, cfg.seed)))
-        for name, case_ops, mixer in cases:
-            if mixer is None and name == "batch_map":
-                continue
-
-            def one_pass(case_ops=case_ops, mixer=mixer) -> int:
-                data = ds.GeneratorDataset(source, ["image", "label"], shuffle=False)
-                data = data.map(case_ops, input_columns="image", num_parallel_workers=1)
-                if mixer is None:
-                    data = data.batch(cfg.batch_size, drop_remainder=True)
-                else:
-                    data = data.batch(cfg.batch_size, drop_remainder=True, per_batch_map=mixer,
-                                      input_columns=["image", "label"], num_parallel_workers=1)
-                return sum(row[0].shape[0] for row in data.create_tuple_iterator(output_numpy=True, num_epochs=1))
+        # the recipe's own train ops (train_transforms), one stage per op; HWC2CHW joins Normalize's stage
+        names = {"RandomCropDecodeResize": f"decode_crop_{recipe.interpolation}", "RandomHorizontalFlip": "flip",
+                 "RandomColorAdjust": "color_jitter", "RandomChoice": "rand_augment", "Normalize": "normalize_chw"}
+        ops = train_transforms(recipe)
+        cases = [(names[type(op).__name__], ops[:i + 1] + ([ops[i + 1]] if type(op).__name__ == "Normalize" else []))
+                 for i, op in enumerate(ops) if type(op).__name__ in names]
+        mixer = batch_augment(recipe, cfg.seed)
+        for name, case_ops in cases + ([("batch_map", ops)] if mixer is not None else []):
             with on_cores(1):
-                costs[f"{prefix}_+{name}"] = measure({"s": one_pass}, rounds)["s"]["cpu_ms_per_img"]
+                run = functools.partial(one_pass, case_ops, mixer if name == "batch_map" else None)
+                costs[f"{prefix}_+{name}"] = measure({"s": run}, rounds)["s"]["cpu_ms_per_img"]
     return costs
 
 
@@ -341,13 +331,13 @@ def run_pipeline(args, cfg, tmp: str) -> dict:
                 got = _measure_sides([("ours", mine, 1)], cfg, root, training, repeats, rounds)["ours"]
             ours[f"{split}_1core_img_s"], ours[f"{split}_1core_cpu_ms_per_img"] = got["img_s"], got["cpu_ms_per_img"]
         if workers > 1:
-            scaling = ours[f"{split}_{workers}workers_img_s"] / ours[f"{split}_1worker_img_s"]
-            ours[f"{split}_scaling_1_to_{workers}"] = scaling
-            per_core = ours.get(f"{split}_1core_img_s", ours[f"{split}_1worker_img_s"])
-            core_scaling = ours[f"{split}_{workers}workers_img_s"] / per_core
-            ours[f"{split}_scaling_1core_to_{workers}cores"] = core_scaling
-            ours[f"{split}_projected_24workers_img_s"] = project(per_core, core_scaling * 2 / workers,
-                                                                 ours["reader_rows_s"])
+            many = ours[f"{split}_{workers}workers_img_s"]
+            base = ours[f"{split}_1worker_img_s"]
+            scaling = ours[f"{split}_scaling_1_to_{workers}"] = many / base
+            if f"{split}_1core_img_s" in ours:  # project from one core where it was measured
+                base = ours[f"{split}_1core_img_s"]
+                scaling = ours[f"{split}_scaling_1core_to_{workers}cores"] = many / base
+            ours[f"{split}_projected_24workers_img_s"] = project(base, scaling * 2 / workers, ours["reader_rows_s"])
     ours["resnest_vs_plain_per_core"] = ours["resnest_train_1core_img_s"] / ours["train_1core_img_s"]
     ours["resnest_vs_plain_1worker"] = ours["resnest_train_1worker_img_s"] / ours["train_1worker_img_s"]
     ours.update({f"stage_cpu_ms_{name}": ms for name, ms in stage_costs(cfg, root, rounds, per_pass).items()})

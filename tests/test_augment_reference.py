@@ -41,13 +41,21 @@ def dataset_seed():
     ds.config.set_seed(before)
 
 
+def mapped(images, ops) -> list:
+    """`images` through `ops` in one MindSpore map, in order."""
+    import mindspore.dataset as ds
+
+    pipeline = ds.GeneratorDataset(lambda: ((image,) for image in images), ["image"], shuffle=False)
+    pipeline = pipeline.map(ops, input_columns="image")
+    return [row[0] for row in pipeline.create_tuple_iterator(output_numpy=True, num_epochs=1)]
+
+
 def change_stats(images, outputs):
     change = np.array([np.abs(out.astype(np.float32) - image).mean() for image, out in zip(images, outputs)])
     return float((change == 0).mean()), float(change.mean())
 
 
 def test_rand_augment_matches_timms_rand_m9_mstd05(photos, dataset_seed):
-    import mindspore.dataset as ds
     from mindspore.dataset import vision
     from PIL import Image
     from timm.data.auto_augment import rand_augment_transform
@@ -63,9 +71,7 @@ def test_rand_augment_matches_timms_rand_m9_mstd05(photos, dataset_seed):
     theirs = change_stats(images, [np.asarray(timm_op(Image.fromarray(image))) for image in images])
 
     dataset_seed(0)
-    pipeline = ds.GeneratorDataset(lambda: ((image,) for image in images), ["image"], shuffle=False)
-    pipeline = pipeline.map([rand_augment("randaug-m9-mstd0.5", vision.Inter.BICUBIC)], input_columns="image")
-    ours = change_stats(images, [row[0] for row in pipeline.create_tuple_iterator(output_numpy=True, num_epochs=1)])
+    ours = change_stats(images, mapped(images, [rand_augment("randaug-m9-mstd0.5", vision.Inter.BICUBIC)]))
 
     assert 0.15 < theirs[0] < 0.40  # the reference itself: ~1/4 of the images get no op
     assert ours[0] == pytest.approx(theirs[0], abs=0.08)
@@ -86,12 +92,8 @@ def test_two_identical_random_ops_in_one_map_draw_alike():
     """Why rand_augment is one RandomChoice and not two RandomApply ops: MindSpore 2.8 seeds the random ops of a
     map alike, so two horizontal flips in a row always cancel. If this ever fails, MindSpore changed and the
     simpler form would do."""
-    import mindspore.dataset as ds
     from mindspore.dataset import vision
 
     images = [np.random.default_rng(i).integers(0, 255, (8, 8, 3), dtype=np.uint8) for i in range(200)]
-    pipeline = ds.GeneratorDataset(lambda: ((image,) for image in images), ["image"], shuffle=False)
-    pipeline = pipeline.map([vision.RandomHorizontalFlip(0.5), vision.RandomHorizontalFlip(0.5)],
-                            input_columns="image")
-    outputs = [row[0] for row in pipeline.create_tuple_iterator(output_numpy=True, num_epochs=1)]
+    outputs = mapped(images, [vision.RandomHorizontalFlip(0.5), vision.RandomHorizontalFlip(0.5)])
     assert all(np.array_equal(out, image) for out, image in zip(outputs, images))

@@ -87,19 +87,38 @@ def _scan_lock(path: str) -> Iterator[None]:
         yield
 
 
-def _read_shared_scan(path: str, root: str, stamp: tuple):
-    """(samples, classes) from the cache file at `path` when it is the scan of `root` with this stamp, else None."""
+def _read_shared_scan(path: str, root: str, real_root: str, stamp: tuple):
+    """(samples, classes) from the cache file at `path` when it is the scan of `real_root` with this stamp (paths
+    joined onto `root` as the caller spelled it), else None."""
     try:
         with open(path, encoding="utf-8") as fh:
             saved = json.load(fh)
     except (OSError, ValueError):
         return None
-    if saved.get("root") != os.path.realpath(root) or [tuple(e) for e in saved.get("stamp", [])] != list(stamp):
+    if saved.get("root") != real_root or [tuple(e) for e in saved.get("stamp", [])] != list(stamp):
         return None
     classes = saved["classes"]
     samples = [(os.path.join(root, name, f), label) for label, (name, files) in enumerate(zip(classes, saved["files"]))
                for f in files]
     return samples, classes
+
+
+def _write_shared_scan(path: str, real_root: str, stamp: tuple, classes: Sequence[str],
+                       samples: Sequence[Tuple[str, int]]) -> None:
+    """Keep a scan in the cache file at `path` (file names per class); a folder we cannot write to is no error:
+    it only costs the next process a scan."""
+    files: List[List[str]] = [[] for _ in classes]
+    for sample_path, label in samples:
+        files[label].append(os.path.basename(sample_path))
+    record = {"root": real_root, "stamp": stamp, "classes": list(classes), "files": files}
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, separators=(",", ":"))  # compact: the C encoder, for 1.28 M names
+    try:
+        atomic_write(path, dump, "scan cache", "")
+    except UserError:
+        pass
 
 
 def _list_classes(root: str, classes: Sequence[str]) -> List[Tuple[str, int]]:
@@ -137,30 +156,19 @@ def scan_image_folder(root: str) -> Tuple[List[Tuple[str, int]], List[str]]:
     if not cache_dir:
         samples = _list_classes(root, classes)
     else:
-        key = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:24]
-        path = os.path.join(cache_dir, f"{key}.json")
+        real_root = os.path.realpath(root)
+        path = os.path.join(cache_dir, f"{hashlib.sha256(real_root.encode()).hexdigest()[:24]}.json")
         try:
             os.makedirs(cache_dir, exist_ok=True)
         except OSError:
             pass
         with _scan_lock(path + ".lock"):
-            shared = _read_shared_scan(path, root, stamp)
+            shared = _read_shared_scan(path, root, real_root, stamp)
             if shared is not None:
                 samples = shared[0]
             else:
                 samples = _list_classes(root, classes)
-                files: List[List[str]] = [[] for _ in classes]
-                for sample_path, label in samples:
-                    files[label].append(os.path.basename(sample_path))
-                record = {"root": os.path.realpath(root), "stamp": stamp, "classes": classes, "files": files}
-
-                def dump(tmp: str) -> None:
-                    with open(tmp, "w", encoding="utf-8") as fh:
-                        json.dump(record, fh, separators=(",", ":"))  # compact: C encoder, 1.28 M names
-                try:
-                    atomic_write(path, dump, "scan cache", "")
-                except UserError:
-                    pass  # a cache: a folder we cannot write to only costs the next process a scan
+                _write_shared_scan(path, real_root, stamp, classes, samples)
     _SCANS[root] = (stamp, samples, classes)
     return list(samples), list(classes)
 
