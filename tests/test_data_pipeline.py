@@ -273,4 +273,7 @@ def test_pairwise_mixup_equals_the_whole_batch_formula(n):
     from common.data.augment import mix_with_reverse
 
     images = np.random.default_rng(n).normal(size=(n, 3, 8, 8)).astype(np.float32)
-    np.testing.assert_allclose(mix_with_reverse(images, 0.3), 0.3 * images + 0.7 * images[::-1], rtol=1e-5, atol=1e-6)
+    want = 0.3 * images + 0.7 * images[::-1]
+    mixed = mix_with_reverse(images, 0.3)
+    assert mixed is images  # in place: the batch map's one copy of the batch is its output
+    np.testing.assert_allclose(mixed, want, rtol=1e-5, atol=1e-6)
