@@ -9,6 +9,9 @@ the command builds the recipe, the network, the data, the loss, the LR schedule 
     src/crossentropy.py   get_loss(cfg) -> the recipe's loss cell
     src/lr_generator.py   get_lr(cfg, steps_per_epoch, group_size) -> per-step learning rates
     src/eval_callback.py  EvalCallback(net, cfg, dist, saver) -> evaluation during training
+
+Only src/config.py is imported up front; the other parts, and the command itself (common.commands), are imported
+after the command line is resolved: they import MindSpore, and -h/--help or a wrong option must not wait for it.
 """
 from __future__ import annotations
 
@@ -18,34 +21,46 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, List, Optional, Sequence
 
+from .commands import COMMAND_NAMES, COMMANDS, Command
 from .errors import cli_main
-
-# command -> module exposing USAGE, OPTIONS (its own options beside common.config's; optional) and
-# run(model: ModelFace, cfg, argv) -> exit status
-COMMANDS = {"train": "common.training.loop", "eval": "common.inference.evaluate",
-            "export": "common.inference.export", "predict": "common.inference.predict"}
-# MindCV's name of a command -> the zoo's (validate.py in a model folder runs eval)
-COMMAND_NAMES = {"validate": "eval"}
 
 
 @dataclass(frozen=True)
 class ModelFace:
-    """The parts of one model folder (see the module doc); `model_dir` is the folder itself."""
+    """The parts of one model folder (see the module doc): `package` is its src package, `model_dir` the folder."""
 
     model_dir: str
+    package: str
     get_config: Callable[..., Any]
-    get_network: Callable[..., Any]
-    create_dataset: Callable[..., Any]
-    get_loss: Callable[..., Any]
-    get_lr: Callable[..., Any]
-    eval_callback: Callable[..., Any]
 
     @classmethod
-    def from_src(cls, config: ModuleType, backbone: ModuleType, dataset: ModuleType, crossentropy: ModuleType,
-                 lr_generator: ModuleType, eval_callback: ModuleType) -> "ModelFace":
-        """The face of the model whose src/ holds these modules."""
-        return cls(config.get_config.model_dir, config.get_config, backbone.get_network, dataset.create_dataset,
-                   crossentropy.get_loss, lr_generator.get_lr, eval_callback.EvalCallback)
+    def from_package(cls, package: str) -> "ModelFace":
+        """The face of the model whose src package is `package` (a model folder's src/__init__.py passes __name__)."""
+        get_config = importlib.import_module(f"{package}.config").get_config
+        return cls(get_config.model_dir, package, get_config)
+
+    def _part(self, module: str, name: str) -> Any:
+        return getattr(importlib.import_module(f"{self.package}.{module}"), name)
+
+    @property
+    def get_network(self) -> Callable[..., Any]:
+        return self._part("backbone", "get_network")
+
+    @property
+    def create_dataset(self) -> Callable[..., Any]:
+        return self._part("dataset", "create_dataset")
+
+    @property
+    def get_loss(self) -> Callable[..., Any]:
+        return self._part("crossentropy", "get_loss")
+
+    @property
+    def get_lr(self) -> Callable[..., Any]:
+        return self._part("lr_generator", "get_lr")
+
+    @property
+    def eval_callback(self) -> Callable[..., Any]:
+        return self._part("eval_callback", "EvalCallback")
 
     def run(self, command: str, argv: Optional[Sequence[str]] = None) -> int:
         """Run train/eval/export/predict for this model with `argv` (default: sys.argv[1:]); the exit status.
@@ -54,13 +69,13 @@ class ModelFace:
         stderr and exit status 2.
         """
         command = COMMAND_NAMES.get(command, command)
-        return int(_run_command(self, command, importlib.import_module(COMMANDS[command]),
-                                list(sys.argv[1:] if argv is None else argv)) or 0)
+        return int(_run_command(self, command, COMMANDS[command], list(sys.argv[1:] if argv is None else argv)) or 0)
 
 
 @cli_main
-def _run_command(model: ModelFace, command: str, module: ModuleType, argv: List[str]) -> int:
-    argv, cfg = model.get_config(argv, module.USAGE, getattr(module, "OPTIONS", None), command=command)
+def _run_command(model: ModelFace, name: str, command: Command, argv: List[str]) -> int:
+    argv, cfg = model.get_config(argv, command.usage, command.options or None, command=name)
     if cfg is None:  # help was printed
         return 0
+    module: ModuleType = importlib.import_module(command.module)
     return module.run(model, cfg, argv)

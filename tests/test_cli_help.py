@@ -14,3 +14,38 @@ def test_help_shows_the_models_recipe(model, entry, recipe):
     assert f"--arch (str, default '{model}')" in result.stdout
     assert recipe in result.stdout
     assert "--lr_scheduler" in result.stdout and "--label_smooth_factor" in result.stdout
+
+
+# Help and a wrong option must answer before MindSpore is imported (seconds here, longer on a CANN image): the
+# probe runs each entry point's command in a fresh interpreter and reports whether MindSpore got loaded.
+_PROBE = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + '/' + sys.argv[2]]
+from src import MODEL
+try:
+    code = MODEL.run(sys.argv[3], sys.argv[4:])
+except SystemExit as stop:  # a user error exits from inside the command (common.errors.cli_main)
+    code = stop.code
+print('exit', code, 'mindspore loaded' if 'mindspore' in sys.modules else 'mindspore not loaded')
+"""
+
+
+@pytest.mark.parametrize("model, command, args, code", [
+    ("resnext50_32x4d", "train", ["--help"], 0),
+    ("resnext50_32x4d", "train", ["--epoch_size", "abc"], 2),
+    ("resnest50", "eval", ["--batch_size", "0"], 2),
+    ("resnext152_64x4d", "export", ["--height", "-1"], 2),
+    ("resnest50", "predict", ["--output", "xml"], 2),
+    ("resnext50_32x4d", "validate", ["--no_such_option", "1"], 2),
+])
+def test_help_and_option_errors_do_not_import_mindspore(model, command, args, code):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-c", _PROBE, ROOT, model, command, *args], capture_output=True,
+                            text=True, cwd=ROOT, timeout=120)
+    assert f"exit {code} mindspore not loaded" in result.stdout, result.stdout + result.stderr
+    if code:
+        assert len([line for line in result.stderr.splitlines() if line.startswith("error: ")]) == 1, result.stderr

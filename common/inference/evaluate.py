@@ -21,7 +21,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ..config import SCHEMA, Option
+from ..commands import EVAL_OPTIONS as OPTIONS
+from ..config import SCHEMA
 from ..data.folder import first_undecodable, scan_image_folder, split_dir
 from ..data.pipeline import create_dataset, eval_source
 from ..data.presets import apply_recorded, preset_of, record, sidecar_path
@@ -129,12 +130,6 @@ def evaluate_network(net, cfg, dist, split: str = "val", log: bool = True) -> Di
     return result
 
 
-OPTIONS: Dict[str, Option] = {
-    "model_file": Option("", "str", "evaluate this exported .mindir or .onnx file (export.py) instead of "
-                                    "--checkpoint_path"),
-}
-USAGE = ("usage: python <model>/eval.py --data_dir DIR {--checkpoint_path CKPT | --model_file X.mindir|X.onnx} "
-         "--device_target {Ascend,GPU,CPU} [--batch_size N] [--eval_preset P] [--output_dir D] [--<any option> VALUE]")
 
 
 def result_path(cfg, argv: Sequence[str]) -> str:

@@ -24,31 +24,13 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from ..config import Option
+from ..commands import EXPORT_OPTIONS as OPTIONS
 from ..data.presets import apply_recorded, resolve_preset, write_record
 from ..errors import UserError
 from ..fileio import atomic_write, check_writable_folder
 from .network import command_line_keys, load_inference_network
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
-OPTIONS: Dict[str, Option] = {
-    # export's batch may be -1 (dynamic); the schema's batch_size (> 0) is replaced for this command only
-    "batch_size": Option(1, "int", "batch of the exported graph (-1 = dynamic, as --dynamic_batch true)",
-                         check=lambda v: v > 0 or v == -1, need="> 0 or -1"),
-    "dynamic_batch": Option(False, "bool", "leave the batch axis open (ONNX: symbolic 'batch'; MINDIR: -1; not AIR)"),
-    "file_format": Option("MINDIR", "str", "export format: MINDIR or ONNX anywhere, AIR on Ascend only"),
-    "file_name": Option("", "str", "output file, suffix added when missing ('' = the arch name)"),
-    "height": Option(0, "int", "input height in pixels (0 = image_size)", check=lambda v: v >= 0, need=">= 0"),
-    "width": Option(0, "int", "input width in pixels (0 = image_size)", check=lambda v: v >= 0, need=">= 0"),
-    "softmax": Option(False, "bool", "append a softmax so the graph outputs probabilities"),
-    # --- features_only graphs (issue 18) ---
-    "features_only": Option(False, "bool", "export the backbone's feature maps (no head) instead of the logits"),
-    "out_indices": Option([1, 2, 3, 4], "int_list", "with features_only: stages whose maps are outputs (0 stem, "
-                                                    "1-4 layer1-4 at strides 4/8/16/32)"),
-}
-USAGE = ("usage: python <model>/export.py --checkpoint_path CKPT --file_format {AIR,ONNX,MINDIR} --file_name NAME "
-         "[--batch_size 1|-1] [--dynamic_batch true] [--eval_preset P] [--height 224] [--width 224] "
-         "[--device_target T] [--num_classes N] [--softmax true]")
 
 
 class InferenceNet(nn.Cell):

@@ -23,21 +23,12 @@ from typing import Dict, List, Sequence, Union
 import numpy as np
 from easydict import EasyDict
 
-from ..config import Option
+from ..commands import PREDICT_OPTIONS as OPTIONS
 from ..data.folder import IMAGE_EXTENSIONS
 from ..data.presets import apply_recorded, eval_ops, preset_of, sidecar_path
 from ..errors import UserError
 from .class_names import check_names, class_names_for, default_class_names, read_names_file
 from .network import command_line_keys, load_inference_network
-
-OPTIONS: Dict[str, Option] = {
-    "image": Option("", "str", "image file, or a folder whose images (searched recursively) are all classified"),
-    "top": Option(5, "int", "how many classes to print per image", check=lambda v: v > 0, need="> 0"),
-    "labels": Option("", "str", "class names: JSON list or text file with one name a line, in label order"),
-    "output": Option("text", "str", "output format on stdout", choices=("text", "csv", "json")),
-}
-USAGE = ("usage: python <model>/predict.py --checkpoint_path CKPT --image PATH_OR_DIR [--top 5] [--labels FILE] "
-         "[--device_target T] [--output text|csv|json]")
 
 
 def _transform_config(image_size: int, crop_pct: float, interpolation: str, eval_preset: str = "",

@@ -31,8 +31,6 @@ from .lr_schedule import lr_notes
 from .step import build_train_step, effective_amp_level
 from .sync_bn import apply_sync_bn
 
-USAGE = ("usage: python <model>/train.py --data_dir DIR --device_target {Ascend,GPU,CPU} --output_dir OUT "
-         "[--<any option> VALUE] [--config_path FILE]")
 # Exit status of a run stopped by a signal: 128 + signal number, as a shell reports it.
 SIGNAL_EXIT = 128
 
