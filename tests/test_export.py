@@ -8,6 +8,9 @@ from conftest import run_cli
 from inference_helpers import make_checkpoint
 
 MODEL_DIRS = ("resnext50_32x4d", "resnext152_64x4d", "resnest50")
+# ResNeXt-152 exports MINDIR only: its ONNX is the same export code as ResNeXt-50's, deeper (and 460 MB to trace and
+# write for a 20 s case).
+FORMATS = {"resnext152_64x4d": ("MINDIR",)}
 NUM_CLASSES, BATCH, SIZE = 5, 2, 32
 
 
@@ -39,7 +42,8 @@ def test_export_mindir_and_onnx_match_network(model_dir, tmp_path):
     assert float(np.abs(want - want.mean(axis=0)).max()) > 1e-3, "outputs must depend on the input"
     del net
 
-    for fmt in ("MINDIR", "ONNX"):
+    formats = FORMATS.get(model_dir, ("MINDIR", "ONNX"))
+    for fmt in formats:
         result = export_cli(model_dir, ckpt, fmt, str(tmp_path / "out" / "model"))
         assert result.returncode == 0, result.stderr[-3000:]
     os.remove(ckpt)
@@ -47,14 +51,15 @@ def test_export_mindir_and_onnx_match_network(model_dir, tmp_path):
     graph = ms.nn.GraphCell(ms.load(str(tmp_path / "out" / "model.mindir")))
     assert_close(graph(ms.Tensor(image)).asnumpy(), want)
     del graph
-
+    os.remove(tmp_path / "out" / "model.mindir")  # hundreds of MB for ResNeXt-152: do not keep it in /tmp
+    if "ONNX" not in formats:
+        return
     session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert session.get_inputs()[0].shape == [BATCH, 3, SIZE, SIZE]
     assert_close(session.run(None, {"image": image})[0], want)
     del session
-    for name in ("model.mindir", "model.onnx"):  # hundreds of MB for ResNeXt-152: do not keep them in /tmp
-        os.remove(tmp_path / "out" / name)
+    os.remove(tmp_path / "out" / "model.onnx")
 
 
 def test_export_softmax_outputs_probabilities(tmp_path):
