@@ -103,8 +103,9 @@ def test_a_failing_worker_stops_the_job_within_seconds(tmp_path):
 
 
 def test_train_py_under_msrun_shards_the_epoch_and_only_rank_0_writes(tmp_path):
-    """resnext50_32x4d/train.py (through tests/observed_train.py, which records reads and writes) with 2 msrun
-    workers: 16 images, batch 2 per worker, one epoch of 4 steps."""
+    """resnext50_32x4d/train.py (through tests/observed_train.py, which records reads and writes) with 2 workers of
+    the msrun launcher, on its default recipe with only the sizes overridden (tests/test_recipes.py's third path: AMP
+    O2 asked, float32 on CPU, graph mode): 16 images, batch 2 per worker, one epoch of 4 steps."""
     samples = write_image_folder(str(tmp_path / "data" / "train"), [8, 8], size=(32, 32))
     run, observed = tmp_path / "run", tmp_path / "observed"
     observed.mkdir()
@@ -115,11 +116,13 @@ def test_train_py_under_msrun_shards_the_epoch_and_only_rank_0_writes(tmp_path):
     proc = subprocess.run(["bash", os.path.join(ROOT, "resnext50_32x4d", "scripts", "run_distribute_train_msrun.sh"),
                            "--device_target", "CPU", "--master_port", str(free_port()), "--output_dir", str(run),
                            str(tmp_path / "data"), "2", "--", "--num_classes", "2", "--image_size", "32",
-                           "--batch_size", "2", "--epoch_size", "1", "--warmup_epochs", "0", "--amp_level", "O0",
-                           "--log_interval", "1", "--mode", "pynative"],
-                          capture_output=True, text=True, env=env, timeout=600)
+                           "--batch_size", "2", "--epoch_size", "1"],
+                          capture_output=True, text=True, env=env, timeout=900)
     logs = {r: (run / "msrun_logs" / f"worker_{r}.log").read_text() for r in (0, 1)}
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs[0][-3000:] + logs[1][-3000:]
+    # the recipe as shipped: it asks for AMP O2, which CPU runs in float32, and must not diverge at step 1
+    assert "training runs float32" in logs[0], logs[0][-3000:]
+    assert not any(word in log for log in logs.values() for word in ("diverged", "skipped for non-finite"))
     seen = {r: json.loads((observed / f"rank{r}.json").read_text()) for r in (0, 1)}
 
     # each rank reads its own half of the images, and the halves make up the epoch
