@@ -1,5 +1,6 @@
-"""eval.py --model_file: an exported MINDIR (dynamic batch) and ONNX (fixed batch) file scores the val split with the
-counts of its checkpoint, for each model folder; the preset recorded beside the exported file is used by itself.
+"""export.py then eval.py --model_file, for the two block types: the exported MINDIR (dynamic batch, loaded back with
+GraphCell) and ONNX (fixed batch, run with onnxruntime) compute the network's logits, and each scores the val split
+with the counts of its checkpoint; the preset recorded beside the exported file is used by itself.
 
 The expected counts are computed here, independently of the zoo's pipeline: torchvision's Resize/CenterCrop/
 ToTensor/Normalize (the torchvision_v1 preset at a 32 px crop: resize round(256 * 32 / 224) = 37) and the network
@@ -12,10 +13,10 @@ import re
 import numpy as np
 import pytest
 from conftest import run_cli
-from inference_helpers import make_checkpoint, write_image_folder
+from inference_helpers import assert_close, make_checkpoint, write_image_folder
 
 # The two block types (ResNeXt's grouped bottleneck, ResNeSt's split attention). ResNeXt-152's folder runs the same
-# eval.py/export.py code on the first one, deeper; its export is checked in tests/test_export.py (a 75 s case here).
+# eval.py/export.py code on the first one, deeper; its MINDIR export is checked in tests/test_export.py.
 MODEL_DIRS = ("resnext50_32x4d", "resnest50")
 NUM_CLASSES, SIZE, COUNTS = 8, 32, (4, 4, 3)  # 11 images: batch 4 leaves a partial batch of 3
 # seeds whose random networks give top-1 below top-5
@@ -50,7 +51,9 @@ def counts(result) -> tuple:
 
 
 @pytest.mark.parametrize("model_dir", MODEL_DIRS)
-def test_exported_files_score_like_the_checkpoint(model_dir, tmp_path):
+def test_exported_files_compute_the_logits_and_score_like_the_checkpoint(model_dir, tmp_path):
+    import mindspore as ms
+    import onnxruntime as ort
     import yaml
 
     with open(os.path.join(model_dir, "default_config.yaml"), encoding="utf-8") as fh:
@@ -60,6 +63,9 @@ def test_exported_files_score_like_the_checkpoint(model_dir, tmp_path):
     net = make_checkpoint(ckpt, arch, NUM_CLASSES, seed=SEEDS[model_dir], fc_scale=3.0)
     want1, want5 = torchvision_counts(net, samples)
     assert want1 < want5, "top-1 and top-5 counts must differ for the check to mean something"
+    image = np.random.default_rng(0).normal(size=(4, 3, SIZE, SIZE)).astype(np.float32)
+    logits = net(ms.Tensor(image)).asnumpy()
+    assert float(np.abs(logits - logits.mean(axis=0)).max()) > 1e-3, "outputs must depend on the input"
     del net
     common = ["--data_dir", str(tmp_path / "data"), "--device_target", "CPU", "--batch_size", "4"]
     from_ckpt = counts(run_cli([f"{model_dir}/eval.py", "--checkpoint_path", ckpt, "--image_size", str(SIZE),
@@ -74,6 +80,13 @@ def test_exported_files_score_like_the_checkpoint(model_dir, tmp_path):
     record = json.loads((tmp_path / "out" / "model.preprocess.json").read_text())
     assert (record["eval_preset"], record["resize"], record["crop"], record["input_size"]) == (
         "torchvision_v1", 37, SIZE, [SIZE, SIZE])
+    graph = ms.nn.GraphCell(ms.load(str(tmp_path / "out" / "model.mindir")))
+    assert_close(graph(ms.Tensor(image[:3])).asnumpy(), logits[:3])  # a batch other than the traced one
+    del graph
+    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"] and session.get_inputs()[0].shape == [4, 3, SIZE, SIZE]
+    assert_close(session.run(None, {"image": image})[0], logits)
+    del session
     for name in ("model.mindir", "model.onnx"):
         result = run_cli([f"{model_dir}/eval.py", "--model_file", str(tmp_path / "out" / name), *common])
         assert counts(result) == from_ckpt, name
