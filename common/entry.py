@@ -25,6 +25,13 @@ from .commands import COMMAND_NAMES, COMMANDS, Command
 from .errors import cli_main
 
 
+def _part(module: str, name: str) -> property:
+    """A part of the model: `name` from its src/<module>.py, imported when first asked for."""
+    def get(face: "ModelFace") -> Callable[..., Any]:
+        return getattr(importlib.import_module(f"{face.package}.{module}"), name)
+    return property(get, doc=f"src/{module}.py's {name}")
+
+
 @dataclass(frozen=True)
 class ModelFace:
     """The parts of one model folder (see the module doc): `package` is its src package, `model_dir` the folder."""
@@ -33,34 +40,17 @@ class ModelFace:
     package: str
     get_config: Callable[..., Any]
 
+    get_network = _part("backbone", "get_network")
+    create_dataset = _part("dataset", "create_dataset")
+    get_loss = _part("crossentropy", "get_loss")
+    get_lr = _part("lr_generator", "get_lr")
+    eval_callback = _part("eval_callback", "EvalCallback")
+
     @classmethod
     def from_package(cls, package: str) -> "ModelFace":
         """The face of the model whose src package is `package` (a model folder's src/__init__.py passes __name__)."""
         get_config = importlib.import_module(f"{package}.config").get_config
         return cls(get_config.model_dir, package, get_config)
-
-    def _part(self, module: str, name: str) -> Any:
-        return getattr(importlib.import_module(f"{self.package}.{module}"), name)
-
-    @property
-    def get_network(self) -> Callable[..., Any]:
-        return self._part("backbone", "get_network")
-
-    @property
-    def create_dataset(self) -> Callable[..., Any]:
-        return self._part("dataset", "create_dataset")
-
-    @property
-    def get_loss(self) -> Callable[..., Any]:
-        return self._part("crossentropy", "get_loss")
-
-    @property
-    def get_lr(self) -> Callable[..., Any]:
-        return self._part("lr_generator", "get_lr")
-
-    @property
-    def eval_callback(self) -> Callable[..., Any]:
-        return self._part("eval_callback", "EvalCallback")
 
     def run(self, command: str, argv: Optional[Sequence[str]] = None) -> int:
         """Run train/eval/export/predict for this model with `argv` (default: sys.argv[1:]); the exit status.
