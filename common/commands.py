@@ -7,8 +7,8 @@ longer on a CANN image.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict
+from dataclasses import dataclass
+from typing import Dict, Optional
 
 from .config import Option
 
@@ -54,11 +54,11 @@ PREDICT_USAGE = ("usage: python <model>/predict.py --checkpoint_path CKPT --imag
 
 @dataclass(frozen=True)
 class Command:
-    """One entry point: `module` exposes run(model, cfg, argv) -> exit status."""
+    """One entry point: `module` exposes run(model, cfg, argv) -> exit status; `options` are its own beside SCHEMA."""
 
     module: str
     usage: str
-    options: Dict[str, Option] = field(default_factory=dict)
+    options: Optional[Dict[str, Option]] = None
 
 
 COMMANDS: Dict[str, Command] = {

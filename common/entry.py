@@ -64,7 +64,7 @@ class ModelFace:
 
 @cli_main
 def _run_command(model: ModelFace, name: str, command: Command, argv: List[str]) -> int:
-    argv, cfg = model.get_config(argv, command.usage, command.options or None, command=name)
+    argv, cfg = model.get_config(argv, command.usage, command.options, command=name)
     if cfg is None:  # help was printed
         return 0
     module: ModuleType = importlib.import_module(command.module)

@@ -87,9 +87,9 @@ def _scan_lock(path: str) -> Iterator[None]:
         yield
 
 
-def _read_shared_scan(path: str, root: str, real_root: str, stamp: tuple):
-    """(samples, classes) from the cache file at `path` when it is the scan of `real_root` with this stamp (paths
-    joined onto `root` as the caller spelled it), else None."""
+def _read_shared_scan(path: str, root: str, real_root: str, stamp: tuple) -> Optional[List[Tuple[str, int]]]:
+    """The samples in the cache file at `path` when it is the scan of `real_root` with this stamp (which names the
+    class folders; paths joined onto `root` as the caller spelled it), else None."""
     try:
         with open(path, encoding="utf-8") as fh:
             saved = json.load(fh)
@@ -97,10 +97,8 @@ def _read_shared_scan(path: str, root: str, real_root: str, stamp: tuple):
         return None
     if saved.get("root") != real_root or [tuple(e) for e in saved.get("stamp", [])] != list(stamp):
         return None
-    classes = saved["classes"]
-    samples = [(os.path.join(root, name, f), label) for label, (name, files) in enumerate(zip(classes, saved["files"]))
-               for f in files]
-    return samples, classes
+    return [(os.path.join(root, name, f), label)
+            for label, (name, files) in enumerate(zip(saved["classes"], saved["files"])) for f in files]
 
 
 def _write_shared_scan(path: str, real_root: str, stamp: tuple, classes: Sequence[str],
@@ -163,10 +161,8 @@ def scan_image_folder(root: str) -> Tuple[List[Tuple[str, int]], List[str]]:
         except OSError:
             pass
         with _scan_lock(path + ".lock"):
-            shared = _read_shared_scan(path, root, real_root, stamp)
-            if shared is not None:
-                samples = shared[0]
-            else:
+            samples = _read_shared_scan(path, root, real_root, stamp)
+            if samples is None:
                 samples = _list_classes(root, classes)
                 _write_shared_scan(path, real_root, stamp, classes, samples)
     _SCANS[root] = (stamp, samples, classes)

@@ -130,8 +130,6 @@ def evaluate_network(net, cfg, dist, split: str = "val", log: bool = True) -> Di
     return result
 
 
-
-
 def result_path(cfg, argv: Sequence[str]) -> str:
     """eval_<checkpoint or model file name>.json next to that file, or in --output_dir when the user chose one."""
     chosen = "output_dir" in command_line_keys(argv, OPTIONS) or cfg.output_dir != SCHEMA["output_dir"].default
