@@ -9,9 +9,10 @@ thread as a DataLoader worker has: its fastest single-worker set-up);
 machine's load.
 
 Beside the plain recipe's transforms (the --arch recipe, and torchvision's), the ResNeSt recipe's full train
-transform (RandAugment + per-batch random erasing and mixup/cutmix, no Python op per image) is timed at 1 and N
-workers, with the earlier form of it ("resnest_pyerase": MindSpore's Python RandomErasing per image) as the before
-row; the reader alone (rows/s of encoded bytes, no decode) is timed through the same source the pipeline reads.
+transform (RandAugment per image; per batch, normalisation, random erasing and mixup/cutmix in one native pass; no
+Python op per image) is timed at 1 and N workers, with its batch map in processes ("resnest_procs") and in its
+NumPy fallback ("resnest_numpy") beside it; the reader alone (rows/s of encoded bytes, no decode) is timed through
+the same source the pipeline reads.
 Each of our pipelines is also timed with one worker pinned to one core (`on_cores`): its img/s is what a core
 buys, reader and batching included, the base of the 1 core -> N cores scaling and of the projection to 24 workers
 (`project`, assumptions in its docstring). `stage_costs` adds each recipe's per-image ops one at a time.
@@ -103,14 +104,20 @@ def resnest_recipe(cfg):
     return type(cfg)(local)
 
 
-def _python_erasing(cfg):
-    """The ResNeSt train transform as it was before issue 15: MindSpore's Python RandomErasing on every image."""
-    from mindspore.dataset import vision
+@contextlib.contextmanager
+def _native_batch_map(on: bool) -> Iterator[None]:
+    """The batch map's native pass on or off inside the block (its switch is read at every batch)."""
+    from common.data.batch_kernel import SWITCH
 
-    from common.data.transforms import train_transforms
-
-    return train_transforms(cfg) + [vision.RandomErasing(prob=cfg.re_prob, scale=(0.02, 1 / 3), ratio=(0.3, 3.3),
-                                                         value=0)]
+    before = os.environ.get(SWITCH)
+    os.environ[SWITCH] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[SWITCH]
+        else:
+            os.environ[SWITCH] = before
 
 
 def ours_pass(cfg, root: str, training: bool, workers: int, repeats: int,
@@ -118,30 +125,24 @@ def ours_pass(cfg, root: str, training: bool, workers: int, repeats: int,
     """(one timed pass -> images delivered, cleanup) over common.data.pipeline.create_dataset's real pipeline.
 
     variant: "" (cfg's recipe), "resnest" (the ResNeSt recipe), "resnest_procs" (the same with its batch map in
-    worker processes), "resnest_pyerase" (its before-issue-15 form), "reader" (the reader alone: encoded bytes, no
-    decode; one pass counts rows)."""
+    worker processes), "resnest_numpy" (the same with its batch map's NumPy fallback instead of the native pass,
+    ZOO_NATIVE_BATCH_MAP=0 during each pass), "reader" (the reader alone: encoded bytes, no decode; one pass counts
+    rows), "reader_floor" (the same GeneratorDataset over rows already in memory: no file read, no check; the most
+    rows/s any reader built on it can deliver here)."""
     from common.data import pipeline
 
     local = dict(resnest_recipe(cfg) if variant.startswith("resnest") else cfg)
     local.update(num_parallel_workers=workers, data_dir=root, python_multiprocessing=variant == "resnest_procs")
-    if variant == "resnest_pyerase":
-        local.update(re_prob=0.0)  # erasing per image below, not per batch
     local = type(cfg)(local)
-    if variant == "reader":
+    if variant.startswith("reader"):
         samples, _ = pipeline.scan_image_folder(pipeline.split_dir(root, "train"))
         source = pipeline.train_source(samples, local)
         source.order = pipeline.epoch_order(len(source), cfg.seed)
+        if variant == "reader_floor":
+            row = source[0]
+            source.close()
+            source = [row] * len(source)
         dataset = pipeline.reader_dataset(source).project(["label"]).batch(256)
-    elif variant == "resnest_pyerase":  # create_dataset's train path, with the per-image Python erasing
-        from common.data.augment import batch_augment
-
-        samples, _ = pipeline.scan_image_folder(pipeline.split_dir(root, "train"))
-        source = pipeline.train_source(samples, local)
-        source.order = pipeline.epoch_order(len(source), cfg.seed)
-        dataset = pipeline.reader_dataset(source).map(operations=_python_erasing(resnest_recipe(cfg)),
-                                                      input_columns="image", num_parallel_workers=workers)
-        dataset = dataset.batch(cfg.batch_size, drop_remainder=True, per_batch_map=batch_augment(local, cfg.seed),
-                                input_columns=["image", "label"], num_parallel_workers=1)
     else:
         dataset, _ = pipeline.create_dataset(local, "train" if training else "val", training=training,
                                              seed=cfg.seed)
@@ -150,8 +151,9 @@ def ours_pass(cfg, root: str, training: bool, workers: int, repeats: int,
     def one_pass() -> int:
         # A fresh one-epoch iterator per pass: a long-lived one would keep decoding into its prefetch queue while
         # the other side is being timed. Its start-up cost stays in the figure (small beside 256+ images).
-        iterator = dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)
-        return sum(row[0].shape[0] for row in iterator)
+        with _native_batch_map(variant != "resnest_numpy"):
+            iterator = dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)
+            return sum(row[0].shape[0] for row in iterator)
     return one_pass, lambda: None
 
 
@@ -233,7 +235,8 @@ def _measure_sides(sides, cfg, root: str, training: bool, repeats: int, rounds: 
 def stage_costs(cfg, root: str, rounds: int, per_pass: int) -> Dict[str, float]:
     """CPU ms per image of each recipe's per-image ops, cumulatively (one op added per row), on one core with one
     worker, over the folder's encoded bytes held in memory (no file reads: the reader has its own row); the ResNeSt
-    rows end with its batch map (random erasing + mixup/cutmix). Says where the ResNeSt recipe's extra cost goes."""
+    rows end with its batch map (normalise + CHW, random erasing, mixup/cutmix in one native pass), then the same
+    with the batch map's NumPy fallback. Says where the ResNeSt recipe's extra cost goes."""
     import mindspore.dataset as ds
     import numpy as np
 
@@ -267,8 +270,9 @@ def stage_costs(cfg, root: str, rounds: int, per_pass: int) -> Dict[str, float]:
         cases = [(names[type(op).__name__], ops[:i + 1] + ([ops[i + 1]] if type(op).__name__ == "Normalize" else []))
                  for i, op in enumerate(ops) if type(op).__name__ in names]
         mixer = batch_augment(recipe, cfg.seed)
-        for name, case_ops in cases + ([("batch_map", ops)] if mixer is not None else []):
-            with on_cores(1):
+        batch_cases = [("batch_map", ops), ("batch_map_numpy", ops)] if mixer is not None else []
+        for name, case_ops in cases + batch_cases:
+            with on_cores(1), _native_batch_map(name != "batch_map_numpy"):
                 run = functools.partial(one_pass, case_ops, mixer if name == "batch_map" else None)
                 costs[f"{prefix}_+{name}"] = measure({"s": run}, rounds)["s"]["cpu_ms_per_img"]
     return costs
@@ -300,8 +304,11 @@ def run_pipeline(args, cfg, tmp: str) -> dict:
     reader = functools.partial(ours_pass, variant="reader")
     got = _measure_sides([("ours", reader, 1)], cfg, root, True, max(8, repeats), rounds)["ours"]
     ours["reader_rows_s"], ours["reader_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
+    floor = functools.partial(ours_pass, variant="reader_floor")
+    got = _measure_sides([("ours", floor, 1)], cfg, root, True, max(8, repeats), rounds)["ours"]
+    ours["reader_floor_rows_s"], ours["reader_floor_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
     kinds = (("train", True, ""), ("eval", False, ""), ("resnest_train", True, "resnest"),
-             ("resnest_procs_train", True, "resnest_procs"), ("resnest_pyerase_train", True, "resnest_pyerase"))
+             ("resnest_procs_train", True, "resnest_procs"), ("resnest_numpy_train", True, "resnest_numpy"))
     for split, training, variant in kinds:
         compare = args.compare and not variant
         mine = functools.partial(ours_pass, variant=variant)

@@ -102,10 +102,11 @@ def test_pipeline_compare_torch(tmp_path):
                                                               / ours["train_1core_img_s"])
     assert ours["train_scaling_1core_to_2cores"] == pytest.approx(ours["train_2workers_img_s"]
                                                                   / ours["train_1core_img_s"])
+    assert ours["reader_rows_s"] > 0 and ours["reader_floor_rows_s"] > 0 and ours["resnest_numpy_train_1core_img_s"] > 0
     stages = [key[len("stage_cpu_ms_"):] for key in ours if key.startswith("stage_cpu_ms_")]
     assert stages == ["plain_+decode_crop_bilinear", "plain_+flip", "plain_+color_jitter", "plain_+normalize_chw",
                       "resnest_+decode_crop_bicubic", "resnest_+flip", "resnest_+rand_augment",
-                      "resnest_+normalize_chw", "resnest_+batch_map"]
+                      "resnest_+batch_map", "resnest_+batch_map_numpy"]
 
 
 def test_on_cores_pins_threads_started_inside_and_gives_the_cores_back():

@@ -179,29 +179,41 @@ def test_train_transforms_have_no_python_op_per_image(tmp_path):
     from common.data.transforms import train_transforms
 
     ops = train_transforms(recipe(tmp_path))
-    assert [type(op).__name__ for op in ops] == ["RandomCropDecodeResize", "RandomHorizontalFlip", "RandomChoice",
-                                                  "Normalize", "HWC2CHW"]
+    # ResNeSt's recipe ends at uint8 HWC: its batch map normalises while it erases and mixes
+    assert [type(op).__name__ for op in ops] == ["RandomCropDecodeResize", "RandomHorizontalFlip", "RandomChoice"]
+    plain = train_transforms(recipe(tmp_path, "--re_prob", "0", "--mixup", "0", "--cutmix", "0"))
+    assert [type(op).__name__ for op in plain][-2:] == ["Normalize", "HWC2CHW"]  # no batch map: normalised here
     # RandAugment: one choice among its outcomes (no op, 1 op, 2 ops at each magnitude level), each a C++ op
     outcomes = {type(op).__name__ for op in ops[2].transforms}
     assert outcomes == {"TypeCast", "RandAugment"}
-    ops += ops[2].transforms
+    ops += ops[2].transforms + plain
     # an op with both kernels (flip) runs in C++ after a C++ op; RandomErasing only has a Python one (PY)
     python_ops = [op for op in ops if not isinstance(op, TensorOperation)
                   or getattr(op, "implementation", None) == Implementation.PY]
     assert not python_ops, python_ops
 
 
+def normalised_by_hand(images) -> np.ndarray:
+    """uint8 NHWC -> float64 NCHW as torchvision's ToTensor + Normalize(ImageNet mean, std) computes it."""
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    return ((np.asarray(images, np.float64) / 255 - mean) / std).transpose(0, 3, 1, 2)
+
+
 def test_random_erasing_matches_timms_statistically():
-    """Share of images erased, erased area and box shape: ours (per batch, vectorised) vs timm's RandomErasing
-    (mode const, the recipe's reference). MindSpore's vision.RandomErasing draws the aspect ratio uniformly, not
-    log-uniformly as timm does, so it is not the reference."""
+    """Share of images erased, erased area and box shape: ours (the recipe's batch map: erasing after
+    normalisation, in the native pass) vs timm's RandomErasing (mode const, the recipe's reference). MindSpore's
+    vision.RandomErasing draws the aspect ratio uniformly, not log-uniformly as timm does, so it is not the
+    reference."""
     import torch
     from timm.data.random_erasing import RandomErasing
 
-    from common.data.augment import random_erase
+    from common.data.augment import MixupCutmix
 
     n, h, w = 3000, 24, 32
-    ours = random_erase(np.ones((n, 3, h, w), np.float32), 0.5, np.random.default_rng(0))
+    grey = np.full((n, h, w, 3), 200, np.uint8)  # normalised: about 1.3 in every channel, erased: exactly 0
+    erased, _ = MixupCutmix(10, re_prob=0.5, seed=0)(list(grey), np.zeros(n, np.int32))
+    np.testing.assert_allclose(erased.max(axis=(0, 2, 3)), normalised_by_hand(grey[:1])[0, :, 0, 0], rtol=1e-6)
+    ours = (erased != 0).astype(np.float32)
     torch.manual_seed(0)
     timm_op = RandomErasing(probability=0.5, mode="const", device="cpu")
     theirs = np.stack([timm_op(torch.ones(3, h, w)).numpy() for _ in range(n)])
@@ -231,7 +243,7 @@ def test_mixed_targets_carry_label_smoothing_and_each_batch_is_its_own_draw():
         def get_batch_num(self):
             return self.num
 
-    images = np.random.default_rng(0).normal(size=(4, 3, 16, 16)).astype(np.float32)
+    images = list(np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), np.uint8))
     labels = np.array([0, 1, 2, 0], np.int32)
     mixer = MixupCutmix(3, mixup=0.8, cutmix=1.0, prob=1.0, smoothing=0.1, seed=4, re_prob=0.5)
     first = mixer(images, labels, Info(0))
@@ -268,12 +280,53 @@ def test_train_pipeline_is_reproducible_and_batches_match_with_processes(tmp_pat
     assert not np.array_equal(epoch(4)[0][0], base[0][0])
 
 
+@pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("n", [1, 4, 5])
-def test_pairwise_mixup_equals_the_whole_batch_formula(n):
-    from common.data.augment import mix_with_reverse
+def test_batch_map_normalises_erases_and_mixes_as_the_formulas_say(n, native):
+    """The batch map's pixels against the formulas written out (float64): normalised as torchvision's ToTensor +
+    Normalize, zero in the erased box, lam * a + (1 - lam) * b for mixup with the reversed batch, the partner's
+    pixels inside the cutmix box; in the native pass and in its NumPy fallback."""
+    from common.data.batch_kernel import CUTMIX, MIXUP, NO_MIX, normalize_mix
 
-    images = np.random.default_rng(n).normal(size=(n, 3, 8, 8)).astype(np.float32)
-    want = 0.3 * images + 0.7 * images[::-1]
-    mixed = mix_with_reverse(images, 0.3)
-    assert mixed is images  # in place: the batch map's one copy of the batch is its output
-    np.testing.assert_allclose(mixed, want, rtol=1e-5, atol=1e-6)
+    images = np.random.default_rng(n).integers(0, 256, (n, 8, 10, 3), np.uint8)
+    erase = np.zeros((n, 4), np.int64)
+    erase[0] = (1, 4, 2, 9)
+    ref = normalised_by_hand(images)
+    ref[0, :, 1:4, 2:9] = 0.0
+    plain = normalize_mix(list(images), erase, NO_MIX, native=native)
+    assert plain.dtype == np.float32 and plain.shape == (n, 3, 8, 10) and plain.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(plain, ref, rtol=0, atol=2e-6)
+    mixed = normalize_mix(list(images), erase, MIXUP, 0.3, native=native)
+    np.testing.assert_allclose(mixed, 0.3 * ref + 0.7 * ref[::-1], rtol=0, atol=3e-6)
+    cut = normalize_mix(list(images), erase, CUTMIX, 0.5, (2, 6, 0, 5), native=native)
+    want = ref.copy()
+    want[:, :, 2:6, 0:5] = ref[::-1, :, 2:6, 0:5]
+    np.testing.assert_allclose(cut, want, rtol=0, atol=2e-6)
+
+
+def test_native_batch_map_gives_the_bits_of_numpy_and_of_mindspore_normalize(tmp_path, monkeypatch):
+    """The native pass is built here (g++ is a test requirement) and equals its NumPy fallback bit for bit in every
+    mode; its normalisation equals MindSpore's Normalize + HWC2CHW, which it replaces in the per-image path."""
+    from mindspore.dataset import vision
+
+    from common.cpu_ops.library import build_standalone
+    from common.data.batch_kernel import CUTMIX, MIXUP, NO_MIX, SOURCE, SWITCH, native_available, normalize_mix
+    from common.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    assert native_available()
+    monkeypatch.setenv(SWITCH, "0")  # the switch is read at every call
+    assert not native_available()
+    monkeypatch.delenv(SWITCH)
+    path, why = build_standalone(SOURCE, "lib.so", tmp_path, compiler="no-such-compiler-here")
+    assert path is None and "no C++ compiler" in why
+    rng = np.random.default_rng(0)
+    images = list(rng.integers(0, 256, (7, 40, 56, 3), np.uint8))
+    erase = np.array([[3, 30, 5, 50], [0, 0, 0, 0], [0, 40, 0, 9], [0, 0, 0, 0], [10, 12, 0, 56], [0, 0, 0, 0],
+                      [39, 40, 55, 56]])
+    for mode, lam, cut in ((NO_MIX, 1.0, (0, 0, 0, 0)), (MIXUP, 0.137, (0, 0, 0, 0)), (CUTMIX, 0.4, (5, 33, 7, 41))):
+        np.testing.assert_array_equal(normalize_mix(images, erase, mode, lam, cut, native=True),
+                                      normalize_mix(images, erase, mode, lam, cut, native=False))
+    theirs = np.stack([vision.HWC2CHW()(vision.Normalize(IMAGENET_MEAN, IMAGENET_STD)(image)) for image in images])
+    np.testing.assert_array_equal(normalize_mix(images, np.zeros((7, 4)), native=True), theirs)
+    with pytest.raises(ValueError, match="uint8 HWC images of one size"):
+        normalize_mix([images[0], images[1][:20]], np.zeros((2, 4)))

@@ -143,11 +143,14 @@ def test_mixup_and_cutmix_targets():
     from common.data.augment import MixupCutmix, cutmix_box, parse_auto_augment
 
     classes, eps = 5, 0.1
-    images = np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), np.uint8)  # what the map workers hand over
+    # the batch map also normalises: torchvision's ToTensor + Normalize written out
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    images = ((pixels / 255 - mean) / std).transpose(0, 3, 1, 2)
     labels = np.array([0, 1, 4, 2])
     partner = labels[::-1]
     for seed in (3, 4, 5):
-        mixed, target = MixupCutmix(classes, mixup=0.8, prob=1.0, smoothing=eps, seed=seed)(images, labels)
+        mixed, target = MixupCutmix(classes, mixup=0.8, prob=1.0, smoothing=eps, seed=seed)(list(pixels), labels)
         # mixed - partner = lam * (x - partner): least squares over every pixel of the batch
         delta = (images - images[::-1]).ravel().astype(np.float64)
         lam = float(np.dot((mixed - images[::-1]).ravel(), delta) / np.dot(delta, delta))
@@ -156,19 +159,19 @@ def test_mixup_and_cutmix_targets():
         want = lam * smooth_by_hand(labels, classes, eps) + (1 - lam) * smooth_by_hand(partner, classes, eps)
         np.testing.assert_allclose(target, want, rtol=1e-5, atol=1e-6)
     for seed in (5, 6, 7):
-        mixed, target = MixupCutmix(classes, cutmix=1.0, prob=1.0, smoothing=eps, seed=seed)(images, labels)
-        pasted = (mixed != images).any(axis=1)  # (batch, H, W): pixels taken from the partner
+        mixed, target = MixupCutmix(classes, cutmix=1.0, prob=1.0, smoothing=eps, seed=seed)(list(pixels), labels)
+        pasted = ~np.isclose(mixed, images, rtol=0, atol=1e-5).all(axis=1)  # (batch, H, W): taken from the partner
         rows, cols = np.nonzero(pasted[0])
         box = np.zeros_like(pasted[0])
         if rows.size:
             box[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True
         assert (pasted == box).all()  # one rectangle, the same in every image of the batch
-        np.testing.assert_array_equal(mixed[:, :, box], images[::-1][:, :, box])
+        np.testing.assert_allclose(mixed[:, :, box], images[::-1][:, :, box], rtol=0, atol=1e-5)
         lam = 1.0 - box.mean()  # the box covers 1 - lam of the image
         want = lam * smooth_by_hand(labels, classes, eps) + (1 - lam) * smooth_by_hand(partner, classes, eps)
         np.testing.assert_allclose(target, want, rtol=1e-6, atol=1e-7)
-    unmixed = MixupCutmix(classes, mixup=0.8, prob=0.0, smoothing=eps, seed=1)(images, labels)
-    np.testing.assert_array_equal(unmixed[0], images)
+    unmixed = MixupCutmix(classes, mixup=0.8, prob=0.0, smoothing=eps, seed=1)(list(pixels), labels)
+    np.testing.assert_allclose(unmixed[0], images, rtol=0, atol=1e-5)
     np.testing.assert_allclose(unmixed[1], smooth_by_hand(labels, classes, eps), rtol=1e-6)
     y0, y1, x0, x1 = cutmix_box(10, 10, 0.75, np.random.default_rng(0))
     assert 0 <= y0 <= y1 <= 10 and 0 <= x0 <= x1 <= 10

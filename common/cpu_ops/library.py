@@ -73,23 +73,45 @@ def _compile(args: List[str], target: Path) -> str:
     return ""
 
 
+def _build_folder(cache: Path, tag: str, sources: List[Path], extra: str, compiler: str) -> Tuple[Optional[Path], str]:
+    """(cache/<tag>-<digest of the sources and `extra`>, created, '') or (None, why not): a build is reused while
+    its sources match, and concurrent ranks building the same sources share one folder."""
+    if shutil.which(compiler) is None:
+        return None, f"no C++ compiler '{compiler}' on PATH (apt install g++)"
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + extra.encode()).hexdigest()[:16]
+    folder = cache / f"{tag}-{digest}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return None, f"cannot create the build folder {folder}: {exc.strerror}"
+    return folder, ""
+
+
+def build_standalone(source: Path, name: str, cache: Path, flags: Tuple[str, ...] = (),
+                     compiler: str = "g++") -> Tuple[Optional[Path], str]:
+    """Compile one dependency-free C++ `source` into the shared library `name` under `cache` (reused while the
+    source and `flags` match); (path, '') or (None, why it could not be built)."""
+    folder, why = _build_folder(cache, source.stem, [source], " ".join(flags), compiler)
+    if folder is None:
+        return None, why
+    target = folder / name
+    if not target.is_file():
+        why = _compile([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", *flags, str(source)], target)
+    return (None, f"building {source.name} failed: {why}") if why else (target, "")
+
+
 def build_library(prefix: Path, cache: Path, compiler: str = "g++") -> Tuple[Optional[Path], str]:
     """Compile the operator against the oneDNN under `prefix` into `cache` (reused while sources and prefix match).
 
     Returns (path of the library MindSpore loads, '') or (None, why it could not be built).
     """
-    if shutil.which(compiler) is None:
-        return None, f"no C++ compiler '{compiler}' on PATH (apt install g++)"
     sources = sorted(SOURCE_DIR.glob("*.cc")) + sorted(SOURCE_DIR.glob("*.h"))
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + str(prefix).encode()).hexdigest()[:16]
-    folder = cache / f"cpu_ops-{digest}"
+    folder, why = _build_folder(cache, "cpu_ops", sources, str(prefix), compiler)
+    if folder is None:
+        return None, why
     shim = folder / SHIM_NAME
     if shim.is_file() and (folder / IMPL_NAME).is_file():
         return shim, ""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return None, f"cannot create the build folder {folder}: {exc.strerror}"
     common = [compiler, "-O3", "-std=c++17", "-shared", "-fPIC"]
     lib = prefix / "lib"
     kernels = [str(SOURCE_DIR / name) for name in KERNEL_SOURCES]

@@ -1,6 +1,6 @@
-"""ResNeSt-recipe augmentations: RandAugment (timm's, from MindSpore's C++ ops, per image), and per batch,
-vectorised in NumPy, random erasing and mixup/cutmix with soft targets (`MixupCutmix`, one Python call per batch,
-none per image)."""
+"""ResNeSt-recipe augmentations: RandAugment (timm's, from MindSpore's C++ ops, per image), and per batch random
+erasing and mixup/cutmix with soft targets (`MixupCutmix`: one Python call per batch, none per image, drawing the
+random numbers; the pixels go through one native pass with normalisation, `batch_kernel`)."""
 from __future__ import annotations
 
 import functools
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..training.loss import smooth_one_hot
+from .batch_kernel import CUTMIX, MIXUP, NO_MIX, normalize_mix
 
 # timm's RandAugment scale: magnitude m of 10 is the full strength of each op (_LEVEL_DENOM = 10).
 MAGNITUDE_MAX = 10
@@ -115,16 +116,13 @@ def erase_boxes(height: int, width: int, count: int, rng: np.random.Generator, s
     return np.stack([y0, y0 + h, x0, x0 + w], axis=1)
 
 
-def random_erase(images: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
-    """Random erasing (Zhong et al.) of each NCHW normalised image with probability `prob`: one box per chosen image
-    set to zero (the mean), in place: a slice assignment per erased image (about 8 in a batch of 32), cheaper than
-    the batch-sized mask multiply it replaced (same values; the batch map measured 0.41 -> 0.34 ms of CPU per 224 px
-    image, benchmarks/RESULTS.md round 7)."""
-    n, _, height, width = images.shape
-    chosen = np.flatnonzero(rng.random(n) < prob)
-    for index, (y0, y1, x0, x1) in zip(chosen, erase_boxes(height, width, len(chosen), rng)):
-        images[index, :, y0:y1, x0:x1] = 0.0
-    return images
+def erase_draws(count: int, height: int, width: int, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """(count, 4) boxes of random erasing (Zhong et al.) for a batch: each image is erased with probability `prob`,
+    in one `erase_boxes` box (zeroed after normalisation, i.e. set to the mean); the others get an empty box."""
+    boxes = np.zeros((count, 4), np.int64)
+    chosen = np.flatnonzero(rng.random(count) < prob)
+    boxes[chosen] = erase_boxes(height, width, len(chosen), rng)
+    return boxes
 
 
 def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) -> Tuple[int, int, int, int]:
@@ -137,24 +135,11 @@ def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) ->
     return int(y0), int(y1), int(x0), int(x1)
 
 
-def mix_with_reverse(images: np.ndarray, lam: float) -> np.ndarray:
-    """lam * images + (1 - lam) * images[::-1], in place, pair by pair (image i with image n-1-i): with
-    d = (1 - lam) * (a - b), a becomes a - d and b becomes b + d. One image-sized temporary, which stays in cache:
-    the batch is read once and written once, into its own memory (a fresh batch-sized output cost a page fault per
-    4 kB on top)."""
-    n = len(images)
-    diff = np.empty_like(images[0])
-    for i in range(n // 2):
-        a, b = images[i], images[n - 1 - i]
-        np.subtract(a, b, out=diff)
-        diff *= 1.0 - lam
-        a -= diff
-        b += diff
-    return images
-
-
 class MixupCutmix:
-    """Batch map (images NCHW float32, int labels) -> (mixed images, soft float32 targets), as timm's Mixup.
+    """Batch map (uint8 HWC images, int labels) -> (normalised NCHW float32 images, soft float32 targets), as
+    timm's Mixup after timm's RandomErasing (mode const, after normalisation). The normalisation happens here, in
+    the same pass over the batch as erasing and mixing (`batch_kernel.normalize_mix`), so the per-image transform
+    of such a recipe ends at uint8 HWC (`transforms.train_transforms`).
 
     Each batch is mixed with its reverse: mixup blends whole images with lam ~ Beta(mixup, mixup); cutmix pastes a
     box with lam ~ Beta(cutmix, cutmix), lam then corrected to the pasted area. With both on, cutmix is chosen with
@@ -180,34 +165,36 @@ class MixupCutmix:
         alpha = self.cutmix if use_cutmix else self.mixup
         return float(rng.beta(alpha, alpha)), use_cutmix
 
-    def __call__(self, images: np.ndarray, labels: np.ndarray, batch_info=None):
+    def __call__(self, images, labels, batch_info=None):
         batch = batch_info.get_batch_num() if batch_info is not None else self.calls
         self.calls += 1
         rng = np.random.default_rng([self.seed, batch])
         labels = np.asarray(labels).astype(np.int64).reshape(-1)
-        # The one copy of the batch: the rows arrive as a list of (possibly read-only) arrays; everything after
-        # works in place on it.
-        images = np.array(images, dtype=np.float32)
-        if self.re_prob > 0:
-            random_erase(images, self.re_prob, rng)
+        n, (height, width) = len(images), np.shape(images[0])[:2]
+        erase = erase_draws(n, height, width, self.re_prob, rng) if self.re_prob > 0 else np.zeros((n, 4), np.int64)
         lam, use_cutmix = self._lam(rng)
-        if lam < 1.0:
-            if use_cutmix:
-                y0, y1, x0, x1 = cutmix_box(images.shape[2], images.shape[3], lam, rng)
-                images[:, :, y0:y1, x0:x1] = images[::-1, :, y0:y1, x0:x1].copy()
-                lam = 1.0 - (y1 - y0) * (x1 - x0) / float(images.shape[2] * images.shape[3])
-            else:
-                mix_with_reverse(images, lam)
+        mode, cut = NO_MIX, (0, 0, 0, 0)
+        if lam < 1.0 and use_cutmix:
+            mode, cut = CUTMIX, cutmix_box(height, width, lam, rng)
+            lam = 1.0 - (cut[1] - cut[0]) * (cut[3] - cut[2]) / float(height * width)
+        elif lam < 1.0:
+            mode = MIXUP
+        images = normalize_mix(images, erase, mode, lam, cut)
         if self.mixup <= 0 and self.cutmix <= 0:
             return images, labels.astype(np.int32)
         target = smooth_one_hot(labels, self.num_classes, self.smoothing)
         target = lam * target + (1.0 - lam) * target[::-1]
-        return images.astype(np.float32, copy=False), target.astype(np.float32)
+        return images, target.astype(np.float32)
+
+
+def has_batch_map(cfg) -> bool:
+    """Whether a recipe's training batches go through `batch_augment`'s map (which then also normalises)."""
+    return cfg.get("re_prob", 0) > 0 or cfg.mixup > 0 or cfg.cutmix > 0
 
 
 def batch_augment(cfg, seed: Optional[int]) -> Optional[MixupCutmix]:
     """The per-batch map of a training recipe (random erasing and/or mixup/cutmix), None when it has neither."""
-    if cfg.get("re_prob", 0) <= 0 and cfg.mixup <= 0 and cfg.cutmix <= 0:
+    if not has_batch_map(cfg):
         return None
     return MixupCutmix(cfg.num_classes, cfg.mixup, cfg.cutmix, cfg.mixup_prob, cfg.mixup_switch_prob,
                        cfg.label_smooth_factor, seed, re_prob=cfg.get("re_prob", 0.0))

@@ -36,11 +36,12 @@ def train_transforms(cfg) -> list:
 
     As in timm, colour jitter is left out when a RandAugment policy is set (the policy has its own colour ops).
     Random erasing (re_prob) runs per batch with mixup/cutmix (augment.MixupCutmix): MindSpore's RandomErasing is
-    a Python op, which would put the GIL in every image's path.
+    a Python op, which would put the GIL in every image's path. A recipe with that batch map ends here at uint8
+    HWC: the batch map normalises in the pass that erases and mixes (one pass over the batch instead of three).
     """
     from mindspore.dataset import vision
 
-    from .augment import rand_augment
+    from .augment import has_batch_map, rand_augment
 
     inter = interpolation_mode(cfg.interpolation)
     ops: list = [vision.RandomCropDecodeResize(cfg.image_size, scale=(cfg.scale_min, 1.0), ratio=(3 / 4, 4 / 3),
@@ -52,4 +53,6 @@ def train_transforms(cfg) -> list:
     elif cfg.color_jitter > 0:
         j = cfg.color_jitter
         ops.append(vision.RandomColorAdjust(brightness=j, contrast=j, saturation=j))
+    if has_batch_map(cfg):
+        return ops
     return ops + [vision.Normalize(IMAGENET_MEAN, IMAGENET_STD), vision.HWC2CHW()]
