@@ -83,7 +83,10 @@ def normalize_mix(images: Sequence[np.ndarray], erase: np.ndarray, mode: int = N
     d = (1 - lam)(a - b)), CUTMIX puts the partner's pixels in the box `cut`. `native` None: as available."""
     rows, height, width = _as_batch(images)
     n = len(rows)
-    erase = np.ascontiguousarray(erase, dtype=np.int32).reshape(n, 4)
+    # boxes clipped to the image: the native pass writes where they say
+    limits = np.array([height, height, width, width])
+    erase = np.ascontiguousarray(np.clip(np.reshape(erase, (n, 4)), 0, limits), dtype=np.int32)
+    cut = tuple(int(v) for v in np.clip(cut, 0, limits))
     keep_other = np.float32(1.0 - lam)  # numpy's float32 arithmetic with a Python float rounds it the same way
     table = normalize_table()
     if native is None:
@@ -91,7 +94,7 @@ def normalize_mix(images: Sequence[np.ndarray], erase: np.ndarray, mode: int = N
     if native:
         out = np.empty((n, 3, height, width), np.float32)
         pointers = (ctypes.c_void_p * n)(*[row.ctypes.data for row in rows])
-        cut_box = np.ascontiguousarray(cut, dtype=np.int32)
+        cut_box = np.array(cut, dtype=np.int32)
         status = _native_function()(pointers, n, height, width, table.ctypes.data, erase.ctypes.data, mode,
                                     keep_other, cut_box.ctypes.data, out.ctypes.data)
         if status:
