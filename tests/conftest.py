@@ -60,3 +60,32 @@ def step_config(**overrides):
     cfg.update(lr_scheduler="constant", epoch_size=1, amp_level="O0", loss_scale=1.0, loss_scale_type="fixed")
     cfg.update(overrides)
     return EasyDict(cfg)
+
+
+def shared_run(tmp_path_factory, name, build):
+    """The result of `build(folder)` (JSON data: paths, logs) for a run several tests only read, made once per test
+    session even with pytest-xdist: the first worker that needs it builds it in the session's shared temporary
+    folder under a file lock, the others wait and get the same folder and result (xdist's documented way to share
+    session data). If the build fails, every test that needs it fails with that error. Tests copy what they change."""
+    import fcntl
+    import json
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/popen-gwK: pytest-N is common to the session's workers
+    folder, done, failed = base / f"shared-{name}", base / f"shared-{name}.json", base / f"shared-{name}.failed"
+    with open(base / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"the shared run {name!r} failed in another test:\n{failed.read_text()}", pytrace=False)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                result = build(folder)
+            except BaseException as exc:
+                failed.write_text(f"{type(exc).__name__}: {exc}"[-6000:])
+                raise
+            done.write_text(json.dumps(result))
+        return json.loads(done.read_text())

@@ -7,7 +7,7 @@ import signal
 import numpy as np
 import pytest
 from conftest import run_cli
-from test_train_e2e import ARCH, data_dir, run_until, train_args  # noqa: F401 - data_dir: fixture
+from test_train_e2e import ARCH, RESUME_ARGS, run_until, straight_run, train_args  # noqa: F401 - a fixture
 
 SINK = {"ZOO_SINK_LOOP_ON_CPU": "1"}
 
@@ -47,25 +47,27 @@ def test_recipes_sink_by_default():
         assert load_config(os.path.join(model, "default_config.yaml")).dataset_sink_mode is True
 
 
-def test_sink_loop_stops_at_a_chunk_end_and_resumes_exactly(data_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_sink_loop_stops_at_a_chunk_end_and_resumes_exactly(straight_run, tmp_path, monkeypatch):  # noqa: F811
+    """SIGTERM in the sink loop, then --resume auto: the run ends on the weights of the uninterrupted unsunk run of
+    test_train_e2e (same data, settings and RESUME_ARGS), so the sunk steps and the resume are both exact."""
     for key, value in SINK.items():
         monkeypatch.setenv(key, value)
-    sink = ["--dataset_sink_mode", "true", "--log_interval", "2", "--epoch_size", "2"]
-    straight = tmp_path / "straight"
-    result = run_cli(train_args(data_dir, straight, *sink))
-    assert result.returncode == 0, result.stderr
-    assert "2 steps per sink chunk" in result.stdout
-    assert "epoch: 1 step: 2, loss is" in result.stdout and "epoch: 1 step: 1, loss" not in result.stdout
-    want = net_weights(str(straight / f"{ARCH}-2_4.ckpt"))
+    sink = [*RESUME_ARGS, "--dataset_sink_mode", "true", "--log_interval", "2"]
+    want = net_weights(os.path.join(straight_run["out"], f"{ARCH}-3_4.ckpt"))
 
     broken = tmp_path / "broken"
-    code, out = run_until(train_args(data_dir, broken, *sink), "epoch: 1 step: 4,", signal.SIGTERM)
+    code, out = run_until(train_args(straight_run["data"], broken, *sink), "epoch: 1 step: 4,", signal.SIGTERM)
     assert code == 128 + signal.SIGTERM, out
+    assert "2 steps per sink chunk" in out
+    assert "epoch: 1 step: 2, loss is" in out and "epoch: 1 step: 1, loss" not in out  # logged at chunk ends
     # stops fall on chunk ends only: the end of epoch 1 when the signal beat its check, else step 2 of epoch 2
     ckpts = sorted(n for n in os.listdir(broken) if n.endswith(".ckpt"))
     assert ckpts in ([f"{ARCH}-1_4.ckpt"], [f"{ARCH}-1_4.ckpt", f"{ARCH}-2_2.ckpt"]), ckpts
-    result = run_cli(train_args(data_dir, broken, *sink, "--resume", "auto"))
+    result = run_cli(train_args(straight_run["data"], broken, *sink, "--resume", "auto"))
     assert result.returncode == 0, result.stderr
-    got = net_weights(str(broken / f"{ARCH}-2_4.ckpt"))
+    assert "2 steps per sink chunk" in result.stdout and "epoch: 3 step: 4, loss is" in result.stdout
+    assert "step: 1, loss" not in result.stdout and "step: 3, loss" not in result.stdout
+    got = net_weights(str(broken / f"{ARCH}-3_4.ckpt"))
+    assert sorted(got) == sorted(want)
     worst = max(float(np.abs(got[k] - want[k]).max()) for k in want)
     assert worst <= 1e-5, f"resumed sink run differs from the uninterrupted one by {worst}"

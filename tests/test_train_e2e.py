@@ -10,10 +10,11 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, shared_run
 from image_data import write_images
 
 TRAIN = os.path.join("resnext50_32x4d", "train.py")
@@ -75,14 +76,27 @@ RESUME_ARGS = ["--loss_scale", str(2.0 ** 118)]
 RSS_TOLERANCE_MB = 16.0
 
 
-def test_interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one(data_dir, tmp_path):
+@pytest.fixture(scope="session")
+def straight_run(tmp_path_factory):
+    """The uninterrupted run of the resume test (3 epochs of 4 steps, RESUME_ARGS), made once per session: the sink
+    and overflow tests start from it too. Returns its data folder, run folder and stdout."""
+
+    def build(folder):
+        write_images(str(folder / "data" / "train"), 8, seed=0)
+        write_images(str(folder / "data" / "val"), 2, seed=1)
+        result = run_cli(train_args(str(folder / "data"), folder / "run", *RESUME_ARGS))
+        assert result.returncode == 0, result.stderr[-3000:]
+        return {"data": str(folder / "data"), "out": str(folder / "run"), "stdout": result.stdout}
+
+    return shared_run(tmp_path_factory, "train-e2e-straight", build)
+
+
+def test_interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one(straight_run, tmp_path):
     """SIGTERM in epoch 1, --resume PATH then SIGINT in epoch 2, --resume auto then SIGKILL in epoch 3, --resume auto
     to the end: the last checkpoint equals the uninterrupted run's entry by entry, bit for bit."""
-    straight = tmp_path / "straight"
-    result = run_cli(train_args(data_dir, straight, *RESUME_ARGS))
-    assert result.returncode == 0, result.stderr
-    assert "epoch: 3 step: 4, loss is" in result.stdout and "mean_fps:" in result.stdout
-    assert "epoch time:" in result.stdout
+    data_dir, straight, stdout = straight_run["data"], Path(straight_run["out"]), straight_run["stdout"]
+    assert "epoch: 3 step: 4, loss is" in stdout and "mean_fps:" in stdout
+    assert "epoch time:" in stdout
     records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert {"loss", "lr", "img_per_sec", "seconds", "skipped_steps", "rss_mb"} <= set(records[0])
@@ -149,16 +163,19 @@ def test_bad_images_are_skipped_with_a_warning_or_refused_with_strict_data(data_
                       "cut.jpg", "--strict_data")
 
 
-def test_fixed_loss_scale_overflow_stops_and_keeps_the_checkpoint(data_dir, tmp_path):
+def test_fixed_loss_scale_overflow_stops_and_keeps_the_checkpoint(straight_run, tmp_path):
+    import shutil
+
+    # the last checkpoint of the shared uninterrupted run (dynamic scale), copied into a run folder of this test
     out = tmp_path / "out"
-    result = run_cli(train_args(data_dir, out, "--epoch_size", "1"))
-    assert result.returncode == 0, result.stderr
-    ckpt = out / f"{ARCH}-1_4.ckpt"
+    out.mkdir()
+    ckpt = out / f"{ARCH}-3_4.ckpt"
+    shutil.copyfile(os.path.join(straight_run["out"], ckpt.name), ckpt)
     before = ckpt.read_bytes()
     # a fixed loss scale of 1e38 overflows every gradient: skipped steps are tolerated up to nonfinite_patience in a
     # row (ModelZoo semantics), then the run stops instead of training on
-    result = run_cli(train_args(data_dir, out, "--epoch_size", "2", "--resume", "auto", "--loss_scale_type", "fixed",
-                                "--loss_scale", "1e38", "--nonfinite_patience", "3"))
+    result = run_cli(train_args(straight_run["data"], out, "--epoch_size", "4", "--resume", "auto",
+                                "--loss_scale_type", "fixed", "--loss_scale", "1e38", "--nonfinite_patience", "3"))
     assert_user_error(result, "diverged", "fixed loss scale", str(ckpt))
     assert ckpt.read_bytes() == before
     assert sorted(n for n in os.listdir(out) if n.endswith(".ckpt")) == [ckpt.name]
