@@ -2,10 +2,11 @@
 restored on --resume, and loaded by eval/export/predict with --use_ema. The saved averages are checked against a
 NumPy recomputation over the weights of every step of the run."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli, shared_run
 from easydict import EasyDict
 
 ARCH = "resnext50_32x4d"
@@ -52,30 +53,39 @@ def test_ema_in_the_step_equals_numpy_recursion():
         assert not np.allclose(got[name], per_step[-1][name], atol=1e-4)  # an average, not the last weights
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ema_run(tmp_path_factory):
-    """train.py in graph mode, 1 step per epoch: 2 epochs, then --resume auto to a 3rd; every checkpoint kept."""
-    import mindspore as ms
-    from image_data import write_images
+    """train.py in graph mode, 1 optimizer step per epoch (4 images, batch 2, --grad_accum_steps 2), evaluation after
+    each epoch: 2 epochs, then --resume auto to a 3rd; every checkpoint kept. Made once per session: the plot
+    (tests/test_plot_run.py) and gradient-accumulation (tests/test_grad_accum.py) tests read it too.
+    Returns (root, init checkpoint, run folder, stdout of the first run, stdout of the resumed run)."""
 
-    from common.models import create_model
+    def build(root):
+        import mindspore as ms
+        from image_data import write_images
 
-    root = tmp_path_factory.mktemp("ema")
-    write_images(str(root / "data" / "train"), 2, seed=0)  # 4 images: one step of batch 4 per epoch
-    ms.set_seed(11)
-    init = str(root / "init.ckpt")
-    ms.save_checkpoint(create_model(ARCH, num_classes=2), init)
-    out = root / "run"
-    base = [f"{ARCH}/train.py", "--data_dir", str(root / "data"), "--output_dir", str(out), "--device_target", "CPU",
-            "--mode", "graph", "--num_classes", "2", "--image_size", "32", "--batch_size", "4", "--lr", "0.05",
-            "--lr_scheduler", "constant", "--log_interval", "1", "--loss_scale", "1", "--keep_checkpoint_max", "5",
-            "--ema_decay", str(DECAY), "--pretrained", init, "--seed", "3"]
-    first = run_cli(base + ["--epoch_size", "2"])
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = run_cli(base + ["--epoch_size", "3", "--resume", "auto"])
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from" in second.stdout
-    return root, init, out
+        from common.models import create_model
+
+        write_images(str(root / "data" / "train"), 2, seed=0)  # 4 images: one step of 2 micro-batches of 2
+        write_images(str(root / "data" / "val"), 1, seed=1)
+        ms.set_seed(11)
+        init = str(root / "init.ckpt")
+        ms.save_checkpoint(create_model(ARCH, num_classes=2), init)
+        out = root / "run"
+        base = [f"{ARCH}/train.py", "--data_dir", str(root / "data"), "--output_dir", str(out), "--device_target",
+                "CPU", "--mode", "graph", "--num_classes", "2", "--image_size", "32", "--batch_size", "2",
+                "--grad_accum_steps", "2", "--lr", "0.05", "--lr_scheduler", "constant", "--log_interval", "1",
+                "--loss_scale", "1", "--keep_checkpoint_max", "5", "--ema_decay", str(DECAY), "--pretrained", init,
+                "--run_eval", "true", "--eval_interval", "1", "--seed", "3"]
+        first = run_cli(base + ["--epoch_size", "2"])
+        assert first.returncode == 0, first.stderr[-3000:]
+        second = run_cli(base + ["--epoch_size", "3", "--resume", "auto"])
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert "resumed from" in second.stdout
+        return [str(root), init, str(out), first.stdout, second.stdout]
+
+    root, init, out, first, second = shared_run(tmp_path_factory, "ema-accum-eval", build)
+    return Path(root), init, Path(out), first, second
 
 
 def test_saved_ema_equals_numpy_recomputation_across_resume(ema_run):
@@ -83,7 +93,7 @@ def test_saved_ema_equals_numpy_recomputation_across_resume(ema_run):
 
     from common.weights.checkpoint import list_checkpoints
 
-    _, init, out = ema_run
+    _, init, out, _, _ = ema_run
     ckpts = [p for _, _, p in list_checkpoints(str(out), ARCH)]
     assert [os.path.basename(p) for p in ckpts] == [f"{ARCH}-{e}_1.ckpt" for e in (1, 2, 3)]
     loaded = [ms.load_checkpoint(p) for p in ckpts]
@@ -111,7 +121,7 @@ def test_use_ema_loads_the_averages_for_inference(ema_run):
     from common.models import create_model
     from common.weights.checkpoint import list_checkpoints
 
-    _, _, out = ema_run
+    _, _, out, _, _ = ema_run
     ckpt = list_checkpoints(str(out), ARCH)[-1][2]
     image = ms.Tensor(np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32))
     cfg = EasyDict(arch=ARCH, checkpoint_path=ckpt, num_classes=2, use_ema=True)
@@ -126,7 +136,7 @@ def test_use_ema_loads_the_averages_for_inference(ema_run):
 
 
 def test_use_ema_without_averages_is_one_error_line(ema_run, tmp_path):
-    root, init, _ = ema_run
+    _, init, _, _, _ = ema_run
     result = run_cli([f"{ARCH}/export.py", "--checkpoint_path", init, "--device_target", "CPU", "--use_ema", "true",
                       "--file_name", str(tmp_path / "x")])
     assert result.returncode == 2

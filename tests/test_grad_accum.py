@@ -6,8 +6,9 @@ steps in its logs and checkpoint names."""
 import os
 
 import numpy as np
-from conftest import run_cli, step_config
+from conftest import step_config
 from easydict import EasyDict
+from test_ema import ema_run  # noqa: F401 - a fixture
 
 
 def step_cfg(**kw):
@@ -84,23 +85,22 @@ def test_accumulation_config_batches_k_micro_batches():
     assert accumulation_config(EasyDict(batch_size=16, eval_batch_size=0, grad_accum_steps=1)).batch_size == 16
 
 
-def test_train_counts_optimizer_steps(tmp_path):
-    """16 images, batch 4, K=2: 2 optimizer steps per epoch in the log, the checkpoint name and its metadata."""
-    import mindspore as ms
-    from image_data import write_images
+def test_train_counts_optimizer_steps(ema_run):  # noqa: F811
+    """train.py with 4 images, batch 2, K=2 (tests/test_ema.py's shared run, resumed after epoch 2): 1 optimizer step
+    per epoch, not 2 micro-batches, in the log, the checkpoint names and their metadata."""
+    import re
 
-    write_images(str(tmp_path / "data" / "train"), 8, seed=0)
-    out = tmp_path / "run"
-    result = run_cli(["resnext50_32x4d/train.py", "--data_dir", str(tmp_path / "data"), "--output_dir", str(out),
-                      "--device_target", "CPU", "--mode", "graph", "--num_classes", "2", "--image_size", "32",
-                      "--batch_size", "4", "--grad_accum_steps", "2", "--epoch_size", "1", "--lr", "0.01",
-                      "--lr_scheduler", "constant", "--log_interval", "1", "--loss_scale", "1"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "epoch: 1 step: 2, loss is" in result.stdout and "step: 3" not in result.stdout
-    ckpt = out / "resnext50_32x4d-1_2.ckpt"
-    assert os.path.isfile(ckpt), os.listdir(out)
-    params = ms.load_checkpoint(str(ckpt))
-    assert int(params["steps_per_epoch"].asnumpy()) == 2 and int(params["global_step"].asnumpy().reshape(-1)[0]) == 2
+    import mindspore as ms
+
+    _, _, out, first, second = ema_run
+    assert re.findall(r"epoch: (\d+) step: (\d+), loss is", first) == [("1", "1"), ("2", "1")], first[-3000:]
+    assert re.findall(r"epoch: (\d+) step: (\d+), loss is", second) == [("3", "1")], second[-3000:]
+    for epoch in (1, 2, 3):
+        ckpt = out / f"resnext50_32x4d-{epoch}_1.ckpt"
+        assert os.path.isfile(ckpt), os.listdir(out)
+        params = ms.load_checkpoint(str(ckpt))
+        assert int(params["steps_per_epoch"].asnumpy()) == 1
+        assert int(params["global_step"].asnumpy().reshape(-1)[0]) == epoch
     with open(out / "config.yaml", encoding="utf-8") as fh:  # the resolved config keeps the user's values
         text = fh.read()
-    assert "batch_size: 4\n" in text and "grad_accum_steps: 2\n" in text
+    assert "batch_size: 2\n" in text and "grad_accum_steps: 2\n" in text

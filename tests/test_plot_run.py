@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from conftest import ROOT, run_cli
-from image_data import write_images
+from test_ema import ema_run  # noqa: F401 - a fixture
 
 SCRIPT = os.path.join("scripts", "plot_run.py")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -24,19 +24,10 @@ def load_plot_run():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A real train.py run: resnext50_32x4d, 32 px, batch 2, 2 epochs with evaluation after each."""
-    root = tmp_path_factory.mktemp("plot")
-    write_images(str(root / "data" / "train"), 4, seed=0)
-    write_images(str(root / "data" / "val"), 2, seed=1)
-    out = root / "run"
-    result = run_cli([os.path.join("resnext50_32x4d", "train.py"), "--data_dir", str(root / "data"),
-                      "--output_dir", str(out), "--device_target", "CPU", "--mode", "graph", "--num_classes", "2",
-                      "--image_size", "32", "--batch_size", "2", "--epoch_size", "2", "--lr", "0.01",
-                      "--warmup_epochs", "1", "--amp_level", "O0", "--run_eval", "true", "--eval_interval", "1",
-                      "--log_interval", "1", "--seed", "3"], timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return str(out)
+def run_dir(ema_run):  # noqa: F811
+    """A real train.py run with evaluation after each epoch: tests/test_ema.py's shared one (resnext50_32x4d, 32 px,
+    2 epochs, then resumed to a 3rd), made once per session."""
+    return str(ema_run[2])
 
 
 def png_size(path):
@@ -51,7 +42,7 @@ def test_plot_of_a_real_run_has_four_panels(run_dir, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is in requirements-test.txt")
     with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as fh:
         records = [json.loads(line) for line in fh]
-    assert [r["epoch"] for r in records] == [1, 2]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
     assert all({"loss", "lr", "img_per_sec", "top1", "top5"} <= set(r) for r in records), records
 
     out = tmp_path / "run.png"
@@ -70,7 +61,7 @@ def test_plot_of_a_real_run_has_four_panels(run_dir, tmp_path):
                                              "validation accuracy (%)", "training throughput (img/s)"]
     assert [len(a.get_lines()) for a in axes] == [1, 1, 2, 1]
     loss_line = axes[0].get_lines()[0]
-    assert list(loss_line.get_xdata()) == [1, 2]
+    assert list(loss_line.get_xdata()) == [1, 2, 3]
     assert list(loss_line.get_ydata()) == pytest.approx([r["loss"] for r in records])
     top1 = axes[2].get_lines()[0].get_ydata()
     assert list(top1) == pytest.approx([100 * r["top1"] for r in records])
