@@ -17,6 +17,7 @@ import functools
 import hashlib
 import logging
 import os
+import platform
 import re
 import shutil
 import site
@@ -90,8 +91,9 @@ def _build_folder(cache: Path, tag: str, sources: List[Path], extra: str, compil
 def build_standalone(source: Path, name: str, cache: Path, flags: Tuple[str, ...] = (),
                      compiler: str = "g++") -> Tuple[Optional[Path], str]:
     """Compile one dependency-free C++ `source` into the shared library `name` under `cache` (reused while the
-    source and `flags` match); (path, '') or (None, why it could not be built)."""
-    folder, why = _build_folder(cache, source.stem, [source], " ".join(flags), compiler)
+    source, `flags` and the machine type match: a home folder shared by x86_64 and aarch64 hosts keeps one build
+    of each); (path, '') or (None, why it could not be built)."""
+    folder, why = _build_folder(cache, source.stem, [source], " ".join((platform.machine(), *flags)), compiler)
     if folder is None:
         return None, why
     target = folder / name
