@@ -176,15 +176,10 @@ def ours_step(cfg, training: bool, group_size: int = 1, sync_every: int = 0) -> 
 
 def ours_step_with_switch_off(cfg, training: bool, switch: str, group_size: int = 1) -> Callable[[], None]:
     """ours_step built with the environment switch `switch` at 0 (the process's value restored afterwards)."""
-    before = os.environ.get(switch)
-    os.environ[switch] = "0"
-    try:
+    from common.cpu_ops import switched
+
+    with switched(switch, "0"):
         return ours_step(cfg, training, group_size)
-    finally:
-        if before is None:
-            del os.environ[switch]
-        else:
-            os.environ[switch] = before
 
 
 def build_ms_train_step(net, cfg, group_size: int = 1):

@@ -104,20 +104,12 @@ def resnest_recipe(cfg):
     return type(cfg)(local)
 
 
-@contextlib.contextmanager
-def _native_batch_map(on: bool) -> Iterator[None]:
+def _native_batch_map(on: bool):
     """The batch map's native pass on or off inside the block (its switch is read at every batch)."""
+    from common.cpu_ops import switched
     from common.data.batch_kernel import SWITCH
 
-    before = os.environ.get(SWITCH)
-    os.environ[SWITCH] = "1" if on else "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[SWITCH]
-        else:
-            os.environ[SWITCH] = before
+    return switched(SWITCH, "1" if on else "0")
 
 
 def ours_pass(cfg, root: str, training: bool, workers: int, repeats: int,

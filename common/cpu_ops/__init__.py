@@ -36,6 +36,21 @@ def switch_on(value: str) -> bool:
 
 
 @contextlib.contextmanager
+def switched(switch: str, value: str) -> Iterator[None]:
+    """The environment switch `switch` set to `value` inside this block, the process's value restored after (an A/B
+    of a switch that is read when a layer, an optimizer or a batch is made)."""
+    before = os.environ.get(switch)
+    os.environ[switch] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[switch]
+        else:
+            os.environ[switch] = before
+
+
+@contextlib.contextmanager
 def native_ops() -> Iterator[None]:
     """Build every layer with MindSpore's native operators inside this block (exported graphs hold nothing else)."""
     global _native_only

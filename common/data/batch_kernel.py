@@ -3,7 +3,7 @@ batch, in one native pass (`csrc/batch_map.cc`, through ctypes, which releases t
 
 The map workers hand over uint8 HWC images; `normalize_mix` returns the float32 NCHW batch the network trains on.
 Normalisation is a 3 x 256 lookup table of (v - mean) / std in float32, the same numbers as MindSpore's Normalize
-(within 1 ulp, tests/test_data_pipeline.py). The native pass is built with g++ at first use into the zoo's cache
+(bit for bit, tests/test_data_pipeline.py). The native pass is built with g++ at first use into the zoo's cache
 folder (ZOO_CACHE_DIR, else ~/.cache/mindspore-zoo); without g++ (or with ZOO_NATIVE_BATCH_MAP=0) NumPy computes
 the same bits, more slowly (benchmarks/RESULTS.md round 9).
 """

@@ -126,9 +126,10 @@ def create_dataset(cfg, split: str, training: bool, rank: int = 0, group_size: i
     if mixer is None:
         return dataset.batch(cfg.batch_size, drop_remainder=True), classes
     processes = bool(cfg.get("python_multiprocessing", False))
-    # In threads, one batch worker: a second one fights the map workers for the GIL (ResNeSt recipe, 2 map workers,
-    # 224 px: 502 img/s with one, 434 with two, medians of 5 alternating runs, benchmarks/RESULTS.md round 8), and
-    # one does ~3,000 img/s of batch map here, above a rank's need. In processes, one per map worker.
+    # In threads, one batch worker: a second one fought the map workers for the GIL (ResNeSt recipe, 2 map workers,
+    # 224 px: 502 img/s with one, 434 with two, medians of 5 alternating runs, RESULTS.md round 8, NumPy batch map),
+    # and the native pass (0.11 ms of CPU per image, GIL released, round 9) does ~9,000 img/s on one thread, above
+    # a rank's need. In processes, one per map worker.
     return dataset.batch(cfg.batch_size, drop_remainder=True, per_batch_map=mixer, input_columns=["image", "label"],
                          num_parallel_workers=workers if processes else 1,
                          python_multiprocessing=processes), classes
