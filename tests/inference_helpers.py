@@ -101,3 +101,9 @@ def assert_close(got: np.ndarray, want: np.ndarray) -> None:
     assert got.shape == want.shape
     scale = max(1.0, float(np.abs(want).max()))
     assert float(np.abs(got - want).max()) <= 1e-4 * scale, (got, want)
+
+
+def normalised_by_hand(images) -> np.ndarray:
+    """uint8 NHWC -> float64 NCHW as torchvision's ToTensor + Normalize(ImageNet mean, std) computes it."""
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    return ((np.asarray(images, np.float64) / 255 - mean) / std).transpose(0, 3, 1, 2)

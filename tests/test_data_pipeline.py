@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli
-from inference_helpers import write_image_folder
+from inference_helpers import normalised_by_hand, write_image_folder
 
 from common.errors import UserError
 
@@ -191,12 +191,6 @@ def test_train_transforms_have_no_python_op_per_image(tmp_path):
     python_ops = [op for op in ops if not isinstance(op, TensorOperation)
                   or getattr(op, "implementation", None) == Implementation.PY]
     assert not python_ops, python_ops
-
-
-def normalised_by_hand(images) -> np.ndarray:
-    """uint8 NHWC -> float64 NCHW as torchvision's ToTensor + Normalize(ImageNet mean, std) computes it."""
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    return ((np.asarray(images, np.float64) / 255 - mean) / std).transpose(0, 3, 1, 2)
 
 
 def test_random_erasing_matches_timms_statistically():

@@ -140,13 +140,13 @@ def smooth_by_hand(labels, classes: int, eps: float) -> np.ndarray:
 def test_mixup_and_cutmix_targets():
     """lam is read from the mixed images (not from the targets under test); the targets must then equal
     lam * smooth(y) + (1 - lam) * smooth(y of the partner, the reversed batch), and cutmix's box area 1 - lam."""
+    from inference_helpers import normalised_by_hand
+
     from common.data.augment import MixupCutmix, cutmix_box, parse_auto_augment
 
     classes, eps = 5, 0.1
     pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), np.uint8)  # what the map workers hand over
-    # the batch map also normalises: torchvision's ToTensor + Normalize written out
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    images = ((pixels / 255 - mean) / std).transpose(0, 3, 1, 2)
+    images = normalised_by_hand(pixels)  # the batch map also normalises
     labels = np.array([0, 1, 4, 2])
     partner = labels[::-1]
     for seed in (3, 4, 5):
