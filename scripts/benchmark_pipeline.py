@@ -12,7 +12,7 @@ Beside the plain recipe's transforms (the --arch recipe, and torchvision's), the
 transform (RandAugment per image; per batch, normalisation, random erasing and mixup/cutmix in one native pass; no
 Python op per image) is timed at 1 and N workers, with its batch map in processes ("resnest_procs") and in its
 NumPy fallback ("resnest_numpy") beside it; the reader alone (rows/s of encoded bytes, no decode) is timed through
-the same source the pipeline reads.
+the same source the pipeline reads, beside its GeneratorDataset floor and MindSpore's own C++ folder reader.
 Each of our pipelines is also timed with one worker pinned to one core (`on_cores`): its img/s is what a core
 buys, reader and batching included, the base of the 1 core -> N cores scaling and of the projection to 24 workers
 (`project`, assumptions in its docstring). `stage_costs` adds each recipe's per-image ops one at a time.
@@ -120,13 +120,20 @@ def ours_pass(cfg, root: str, training: bool, workers: int, repeats: int,
     worker processes), "resnest_numpy" (the same with its batch map's NumPy fallback instead of the native pass,
     ZOO_NATIVE_BATCH_MAP=0 during each pass), "reader" (the reader alone: encoded bytes, no decode; one pass counts
     rows), "reader_floor" (the same GeneratorDataset over rows already in memory: no file read, no check; the most
-    rows/s any reader built on it can deliver here)."""
+    rows/s any reader built on it can deliver here), "reader_cpp" (MindSpore's own C++ reader, ImageFolderDataset
+    without decoding, over the same files with `workers` threads: what MindSpore's pipeline costs per row with no
+    Python in it; it cannot skip or name a bad file, so the zoo cannot use it)."""
     from common.data import pipeline
 
     local = dict(resnest_recipe(cfg) if variant.startswith("resnest") else cfg)
     local.update(num_parallel_workers=workers, data_dir=root, python_multiprocessing=variant == "resnest_procs")
     local = type(cfg)(local)
-    if variant.startswith("reader"):
+    if variant == "reader_cpp":
+        import mindspore.dataset as ds
+
+        dataset = ds.ImageFolderDataset(pipeline.split_dir(root, "train"), decode=False, shuffle=False,
+                                        num_parallel_workers=workers).project(["label"]).batch(256)
+    elif variant.startswith("reader"):
         samples, _ = pipeline.scan_image_folder(pipeline.split_dir(root, "train"))
         source = pipeline.train_source(samples, local)
         source.order = pipeline.epoch_order(len(source), cfg.seed)
@@ -299,6 +306,9 @@ def run_pipeline(args, cfg, tmp: str) -> dict:
     floor = functools.partial(ours_pass, variant="reader_floor")
     got = _measure_sides([("ours", floor, 1)], cfg, root, True, max(8, repeats), rounds)["ours"]
     ours["reader_floor_rows_s"], ours["reader_floor_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
+    native = functools.partial(ours_pass, variant="reader_cpp")
+    got = _measure_sides([("ours", native, workers)], cfg, root, True, max(8, repeats), rounds)["ours"]
+    ours["reader_cpp_rows_s"], ours["reader_cpp_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
     kinds = (("train", True, ""), ("eval", False, ""), ("resnest_train", True, "resnest"),
              ("resnest_procs_train", True, "resnest_procs"), ("resnest_numpy_train", True, "resnest_numpy"))
     for split, training, variant in kinds:

@@ -103,6 +103,7 @@ def test_pipeline_compare_torch(tmp_path):
     assert ours["train_scaling_1core_to_2cores"] == pytest.approx(ours["train_2workers_img_s"]
                                                                   / ours["train_1core_img_s"])
     assert ours["reader_rows_s"] > 0 and ours["reader_floor_rows_s"] > 0 and ours["resnest_numpy_train_1core_img_s"] > 0
+    assert ours["reader_cpp_rows_s"] > 0 and ours["reader_cpp_cpu_us_per_row"] > 0
     stages = [key[len("stage_cpu_ms_"):] for key in ours if key.startswith("stage_cpu_ms_")]
     assert stages == ["plain_+decode_crop_bilinear", "plain_+flip", "plain_+color_jitter", "plain_+normalize_chw",
                       "resnest_+decode_crop_bicubic", "resnest_+flip", "resnest_+rand_augment",
