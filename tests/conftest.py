@@ -30,6 +30,23 @@ def scan_cache_in_a_temporary_folder(tmp_path_factory):
         os.environ["ZOO_SCAN_CACHE"] = before
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache_of_the_session(tmp_path_factory):
+    """Training graphs are kept in one folder of this test session (common.training.compile_cache), shared by the
+    pytest workers: a run of a configuration an earlier test already compiled loads its graph (the resume tests
+    check that such a run ends bit-identical to one that compiled)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # common to the session's workers, as in shared_run
+    before = os.environ.get("ZOO_COMPILE_CACHE")
+    os.environ["ZOO_COMPILE_CACHE"] = str(base / "compile-cache")
+    yield
+    if before is None:
+        os.environ.pop("ZOO_COMPILE_CACHE", None)
+    else:
+        os.environ["ZOO_COMPILE_CACHE"] = before
+
+
 @pytest.fixture(autouse=True)
 def cpu_operator_switches_on(monkeypatch):
     """Every test starts with the zoo's CPU-operator switches on (in-process and in the commands it runs), whatever

@@ -93,10 +93,13 @@ def straight_run(tmp_path_factory):
 
 def test_interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one(straight_run, tmp_path):
     """SIGTERM in epoch 1, --resume PATH then SIGINT in epoch 2, --resume auto then SIGKILL in epoch 3, --resume auto
-    to the end: the last checkpoint equals the uninterrupted run's entry by entry, bit for bit."""
+    to the end: the last checkpoint equals the uninterrupted run's entry by entry, bit for bit. The runs after the
+    first load the graph the uninterrupted run compiled (ZOO_COMPILE_CACHE), so this also checks that a kept graph
+    computes what a compiled one does."""
     data_dir, straight, stdout = straight_run["data"], Path(straight_run["out"]), straight_run["stdout"]
     assert "epoch: 3 step: 4, loss is" in stdout and "mean_fps:" in stdout
     assert "epoch time:" in stdout
+    assert "compile cache: this run's graph is kept in" in stdout  # the session's ZOO_COMPILE_CACHE (conftest)
     records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert {"loss", "lr", "img_per_sec", "seconds", "skipped_steps", "rss_mb"} <= set(records[0])
@@ -124,6 +127,7 @@ def test_interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one(
     code, out = run_until(train_args(data_dir, broken, *RESUME_ARGS, "--resume", str(broken / first)),
                           "epoch: 2 step: 2,", signal.SIGINT)
     assert f"resumed from '{broken / first}'" in out
+    assert "compile cache: using the graph" in out  # the resumed runs load the uninterrupted run's graph
     named = [sig for sig in (signal.SIGINT, signal.SIGTERM) if f"stopped by {sig.name} at epoch 2" in out]
     assert len(named) == 1 and code == 128 + named[0], out
     stopped_at = [n for n in os.listdir(broken) if n.startswith(f"{ARCH}-2_")]

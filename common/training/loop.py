@@ -25,6 +25,7 @@ from ..fileio import check_writable_folder, write_json
 from ..inference.class_names import CLASS_NAMES_FILE
 from ..weights.checkpoint import list_checkpoints, read_checkpoint
 from .accumulate import accumulation_config
+from .compile_cache import use_compile_cache
 from .finetune import freeze_layers, trainable_summary
 from .hooks import CheckpointSaver, MetricsWriter, StepLogger, rss_mb
 from .lr_schedule import lr_notes
@@ -170,6 +171,11 @@ def train(cfg, model) -> int:
                   flush=True)
     elif cfg.resume == "auto" and dist.is_main:
         print(f"resume auto: no checkpoint in '{cfg.output_dir}' yet, starting a new run", flush=True)
+    val_images = len(scan_image_folder(split_dir(cfg.data_dir, "val"))[0]) if cfg.run_eval else 0
+    note = use_compile_cache(cfg, step_cell, {"train_images": len(samples), "val_images": val_images,
+                                              "rank": dist.rank, "group_size": dist.group_size, "amp": amp_level})
+    if note and dist.is_main:
+        print(note, flush=True)
     if dist.is_main:
         dump_config(run_cfg, cfg.output_dir)
         # predict.py and eval read the class names of a folder-trained model from beside its checkpoints

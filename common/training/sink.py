@@ -20,6 +20,8 @@ import os
 import mindspore as ms
 from mindspore.train.callback import Callback
 
+SINK_ON_CPU = "ZOO_SINK_LOOP_ON_CPU"  # runs the sink loop on CPU too (tests)
+
 
 def chunk_size(steps_per_epoch: int, log_interval: int) -> int:
     """The largest divisor of `steps_per_epoch` that is at most `log_interval` (at least 1)."""
@@ -31,7 +33,7 @@ def sink_applies(cfg) -> bool:
     """dataset_sink_mode on a backend that sinks (Ascend, GPU), or on CPU with ZOO_SINK_LOOP_ON_CPU=1."""
     if not cfg.dataset_sink_mode:
         return False
-    return cfg.device_target != "CPU" or os.environ.get("ZOO_SINK_LOOP_ON_CPU", "0") == "1"
+    return cfg.device_target != "CPU" or os.environ.get(SINK_ON_CPU, "0") == "1"
 
 
 def sink_note(cfg, applies: bool, chunk: int) -> str:
