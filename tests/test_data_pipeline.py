@@ -109,6 +109,26 @@ def test_readahead_reads_the_same_items_in_order_and_names_bad_files(tmp_path, c
     assert epoch_order(10, 11) == epoch_order(10, 11) != epoch_order(10, 12)
 
 
+def test_readahead_across_runs_epochs_and_a_resumed_start(tmp_path):
+    """40 images: three runs of 16 read ahead; each epoch's new order (after close(), as create_dataset does) and
+    a start in the middle (a resumed epoch) give the items a plain read gives."""
+    from common.data.folder import CheckedImageSource
+    from common.data.pipeline import epoch_order
+
+    samples = write_image_folder(str(tmp_path), [20, 20], size=(8, 8))
+    plain, ahead = CheckedImageSource(samples), CheckedImageSource(samples, readahead=2)
+    for seed in (1, 2):
+        ahead.close()
+        plain.order = ahead.order = epoch_order(len(samples), seed)
+        want = [(bytes(plain[i][0]), int(plain[i][1])) for i in range(len(samples))]
+        assert [(bytes(ahead[i][0]), int(ahead[i][1])) for i in range(len(samples))] == want
+    assert len({data for data, _ in want}) == len(samples)
+    ahead.close()  # the next epoch resumed at item 35, in the run the last epoch ended in
+    plain.order = ahead.order = epoch_order(len(samples), 3)
+    assert [bytes(ahead[i][0]) for i in range(35, 40)] == [bytes(plain[i][0]) for i in range(35, 40)]
+    ahead.close()
+
+
 def test_worker_count_follows_cpu_affinity_without_a_cap(monkeypatch):
     from common.data import pipeline
 
