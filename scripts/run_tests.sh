@@ -37,7 +37,7 @@ for arg in "$@"; do
 done
 # Three pytest workers (pytest-xdist; ZOO_TEST_WORKERS to change, 0 for none, or pass -n yourself): most tests spend
 # their time starting MindSpore in a subprocess or compiling a graph on one core, so several at a time fill the
-# cores (2 cores: 18.1-21.9 min with 3 in CI, as the VM's speed swings).
+# cores (2 cores: 18.1-23.2 min with 3 in CI, as the VM's speed swings).
 workers=(-n "${ZOO_TEST_WORKERS:-3}" --dist worksteal)
 for arg in "$@"; do
   if [[ "$arg" == -n* || "$arg" == --numprocesses* ]]; then
