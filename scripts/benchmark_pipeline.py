@@ -300,15 +300,10 @@ def run_pipeline(args, cfg, tmp: str) -> dict:
     ours: Dict[str, float] = {"workers": workers}
     theirs: Dict[str, float] = {"workers": workers}
     ratios: Dict[str, float] = {}
-    reader = functools.partial(ours_pass, variant="reader")
-    got = _measure_sides([("ours", reader, 1)], cfg, root, True, max(8, repeats), rounds)["ours"]
-    ours["reader_rows_s"], ours["reader_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
-    floor = functools.partial(ours_pass, variant="reader_floor")
-    got = _measure_sides([("ours", floor, 1)], cfg, root, True, max(8, repeats), rounds)["ours"]
-    ours["reader_floor_rows_s"], ours["reader_floor_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
-    native = functools.partial(ours_pass, variant="reader_cpp")
-    got = _measure_sides([("ours", native, workers)], cfg, root, True, max(8, repeats), rounds)["ours"]
-    ours["reader_cpp_rows_s"], ours["reader_cpp_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
+    for variant, reader_workers in (("reader", 1), ("reader_floor", 1), ("reader_cpp", workers)):
+        reader = functools.partial(ours_pass, variant=variant)
+        got = _measure_sides([("ours", reader, reader_workers)], cfg, root, True, max(8, repeats), rounds)["ours"]
+        ours[f"{variant}_rows_s"], ours[f"{variant}_cpu_us_per_row"] = got["img_s"], 1000 * got["cpu_ms_per_img"]
     kinds = (("train", True, ""), ("eval", False, ""), ("resnest_train", True, "resnest"),
              ("resnest_procs_train", True, "resnest_procs"), ("resnest_numpy_train", True, "resnest_numpy"))
     for split, training, variant in kinds:

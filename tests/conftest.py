@@ -17,17 +17,21 @@ def cpu_context():
     set_context("pynative", "CPU")
 
 
+def session_folder(tmp_path_factory):
+    """The temporary folder of this test session that all pytest-xdist workers share: pytest-N of pytest-N/popen-gwK
+    (xdist's documented way to share session data), pytest-N itself without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session", autouse=True)
 def scan_cache_in_a_temporary_folder(tmp_path_factory):
     """Folder scans shared between processes (common.data.folder) go to a folder of this session, not to the
     user's ~/.cache; the commands the tests run inherit it."""
-    before = os.environ.get("ZOO_SCAN_CACHE")
-    os.environ["ZOO_SCAN_CACHE"] = str(tmp_path_factory.mktemp("scan-cache"))
-    yield
-    if before is None:
-        os.environ.pop("ZOO_SCAN_CACHE", None)
-    else:
-        os.environ["ZOO_SCAN_CACHE"] = before
+    from common.cpu_ops import switched
+
+    with switched("ZOO_SCAN_CACHE", str(tmp_path_factory.mktemp("scan-cache"))):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,16 +39,10 @@ def compile_cache_of_the_session(tmp_path_factory):
     """Training graphs are kept in one folder of this test session (common.training.compile_cache), shared by the
     pytest workers: a run of a configuration an earlier test already compiled loads its graph (the resume tests
     check that such a run ends bit-identical to one that compiled)."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # common to the session's workers, as in shared_run
-    before = os.environ.get("ZOO_COMPILE_CACHE")
-    os.environ["ZOO_COMPILE_CACHE"] = str(base / "compile-cache")
-    yield
-    if before is None:
-        os.environ.pop("ZOO_COMPILE_CACHE", None)
-    else:
-        os.environ["ZOO_COMPILE_CACHE"] = before
+    from common.cpu_ops import switched
+
+    with switched("ZOO_COMPILE_CACHE", str(session_folder(tmp_path_factory) / "compile-cache")):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -81,16 +79,14 @@ def step_config(**overrides):
 
 def shared_run(tmp_path_factory, name, build):
     """The result of `build(folder)` (JSON data: paths, logs) for a run several tests only read, made once per test
-    session even with pytest-xdist: the first worker that needs it builds it in the session's shared temporary
-    folder under a file lock, the others wait and get the same folder and result (xdist's documented way to share
-    session data). If the build fails, every test that needs it fails with that error. Tests copy what they change."""
+    session even with pytest-xdist: the first worker that needs it builds it in `session_folder` under a file lock,
+    the others wait and get the same folder and result. If the build fails, every test that needs it fails with
+    that error. Tests copy what they change."""
     import fcntl
     import json
     import shutil
 
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # pytest-N/popen-gwK: pytest-N is common to the session's workers
+    base = session_folder(tmp_path_factory)
     folder, done, failed = base / f"shared-{name}", base / f"shared-{name}.json", base / f"shared-{name}.failed"
     with open(base / f"shared-{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -25,9 +25,9 @@ from ..fileio import atomic_write
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 # Leading bytes of the formats Decode reads; a file matching none of them is not an image.
-_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"BM": "bmp", b"II*\x00": "tiff",
-          b"MM\x00*": "tiff", b"P5": "pgm", b"P6": "ppm", b"RIFF": "webp"}
 _JPEG = b"\xff\xd8\xff"
+_MAGIC = {_JPEG: "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"BM": "bmp", b"II*\x00": "tiff",
+          b"MM\x00*": "tiff", b"P5": "pgm", b"P6": "ppm", b"RIFF": "webp"}
 
 
 def split_dir(data_dir: str, split: str) -> str:
