@@ -54,15 +54,17 @@ PREDICT_USAGE = ("usage: python <model>/predict.py --checkpoint_path CKPT --imag
 
 @dataclass(frozen=True)
 class Command:
-    """One entry point: `module` exposes run(model, cfg, argv) -> exit status; `options` are its own beside SCHEMA."""
+    """One entry point: `module` exposes run(model, cfg, argv) -> exit status; `options` are its own beside SCHEMA;
+    `preflight` ("module:function", no MindSpore) checks the resolved config before `module` is imported."""
 
     module: str
     usage: str
     options: Optional[Dict[str, Option]] = None
+    preflight: str = ""
 
 
 COMMANDS: Dict[str, Command] = {
-    "train": Command("common.training.loop", TRAIN_USAGE),
+    "train": Command("common.training.loop", TRAIN_USAGE, preflight="common.training.preflight:prepare_train"),
     "eval": Command("common.inference.evaluate", EVAL_USAGE, EVAL_OPTIONS),
     "export": Command("common.inference.export", EXPORT_USAGE, EXPORT_OPTIONS),
     "predict": Command("common.inference.predict", PREDICT_USAGE, PREDICT_OPTIONS),

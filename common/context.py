@@ -10,8 +10,6 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from .compat import set_context
-
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -48,6 +46,8 @@ def init_context(device_target: str, mode: str = "graph", jit_level: str = "", d
                  distributed: bool | None = None) -> DistInfo:
     """Set mode/device, and for distributed runs `init()` and DATA_PARALLEL with gradient mean."""
     import mindspore as ms
+
+    from .compat import set_context
 
     if distributed is None:
         distributed = launched_distributed()

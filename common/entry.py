@@ -11,7 +11,8 @@ the command builds the recipe, the network, the data, the loss, the LR schedule 
     src/eval_callback.py  EvalCallback(net, cfg, dist, saver) -> evaluation during training
 
 Only src/config.py is imported up front; the other parts, and the command itself (common.commands), are imported
-after the command line is resolved: they import MindSpore, and -h/--help or a wrong option must not wait for it.
+after the command line is resolved and the command's preflight (common.commands) has checked it: they import
+MindSpore, and -h/--help, a wrong option or a wrong path must not wait for it.
 """
 from __future__ import annotations
 
@@ -67,5 +68,8 @@ def _run_command(model: ModelFace, name: str, command: Command, argv: List[str])
     argv, cfg = model.get_config(argv, command.usage, command.options, command=name)
     if cfg is None:  # help was printed
         return 0
+    if command.preflight:
+        where, function = command.preflight.split(":")
+        getattr(importlib.import_module(where), function)(cfg)
     module: ModuleType = importlib.import_module(command.module)
     return module.run(model, cfg, argv)

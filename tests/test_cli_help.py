@@ -16,8 +16,8 @@ def test_help_shows_the_models_recipe(model, entry, recipe):
     assert "--lr_scheduler" in result.stdout and "--label_smooth_factor" in result.stdout
 
 
-# Help and a wrong option must answer before MindSpore is imported (seconds here, longer on a CANN image): the
-# probe runs each entry point's command in a fresh interpreter and reports whether MindSpore got loaded.
+# Help, a wrong option and a wrong path must answer before MindSpore is imported (4-5 s of CPU here, longer on a CANN
+# image): the probe runs each entry point's command in a fresh interpreter and reports whether MindSpore got loaded.
 _PROBE = """
 import sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + '/' + sys.argv[2]]
@@ -37,8 +37,15 @@ print('exit', code, 'mindspore loaded' if 'mindspore' in sys.modules else 'minds
     ("resnext152_64x4d", "export", ["--height", "-1"], 2),
     ("resnest50", "predict", ["--output", "xml"], 2),
     ("resnext50_32x4d", "validate", ["--no_such_option", "1"], 2),
+    ("resnext50_32x4d", "train", ["--data_dir", "/nonexistent/zoo-data", "--device_target", "CPU"], 2),
+    ("resnest50", "eval", ["--data_dir", "/nonexistent/zoo-data", "--checkpoint_path", "/nonexistent/x.ckpt"], 2),
+    ("resnext152_64x4d", "predict", ["--image", "/nonexistent/a.jpg", "--checkpoint_path", "/nonexistent/x.ckpt"], 2),
 ])
 def test_help_and_option_errors_do_not_import_mindspore(model, command, args, code):
+    probe_without_mindspore(model, command, args, code)
+
+
+def probe_without_mindspore(model, command, args, code, words=()):
     import subprocess
     import sys
 
@@ -48,4 +55,18 @@ def test_help_and_option_errors_do_not_import_mindspore(model, command, args, co
                             text=True, cwd=ROOT, timeout=120)
     assert f"exit {code} mindspore not loaded" in result.stdout, result.stdout + result.stderr
     if code:
-        assert len([line for line in result.stderr.splitlines() if line.startswith("error: ")]) == 1, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and all(word in errors[0] for word in words), result.stderr
+
+
+def test_data_and_run_folder_mistakes_do_not_import_mindspore(tmp_path):
+    """train.py's preflight (common.training.preflight): the data against --num_classes, and a run folder that
+    already holds another run, are refused before MindSpore loads."""
+    from image_data import write_images
+
+    write_images(str(tmp_path / "data" / "train"), 2, seed=0)
+    base = ["--data_dir", str(tmp_path / "data"), "--device_target", "CPU", "--output_dir", str(tmp_path / "run")]
+    probe_without_mindspore("resnext50_32x4d", "train", base + ["--num_classes", "5"], 2, ("2 class folders",))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "resnext50_32x4d-1_4.ckpt").write_bytes(b"")
+    probe_without_mindspore("resnext50_32x4d", "train", base + ["--num_classes", "2"], 2, ("already holds",))

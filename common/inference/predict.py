@@ -27,6 +27,7 @@ from ..commands import PREDICT_OPTIONS as OPTIONS
 from ..data.folder import IMAGE_EXTENSIONS
 from ..data.presets import apply_recorded, eval_ops, preset_of, sidecar_path
 from ..errors import UserError
+from ..weights.checkpoint import check_checkpoint_exists
 from .class_names import check_names, class_names_for, default_class_names, read_names_file
 from .network import command_line_keys, load_inference_network
 
@@ -145,11 +146,13 @@ def write_results(results: List[tuple], output: str, stream=None) -> None:
 
 def run(model, cfg, argv: Sequence[str]) -> int:
     """<model>/predict.py: top-k classes of --image (a file or a folder), printed and optionally saved."""
-    import mindspore as ms
-
     if not cfg.image:
         raise UserError("--image is not set; pass an image file or a folder of images")
     images = list_images(cfg.image)
+    if cfg.checkpoint_path:  # before MindSpore is loaded; without one, load_inference_network says what to pass
+        check_checkpoint_exists(cfg.checkpoint_path)
+
+    import mindspore as ms
 
     from ..context import init_context
 

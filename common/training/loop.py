@@ -21,14 +21,15 @@ from ..cpu_ops import native_ops
 from ..data.folder import CheckedImageSource, check_data_files, scan_image_folder, split_dir
 from ..data.pipeline import train_shard, train_source
 from ..errors import UserError
-from ..fileio import check_writable_folder, write_json
+from ..fileio import write_json
 from ..inference.class_names import CLASS_NAMES_FILE
-from ..weights.checkpoint import list_checkpoints, read_checkpoint
+from ..weights.checkpoint import read_checkpoint
 from .accumulate import accumulation_config
 from .compile_cache import use_compile_cache
 from .finetune import freeze_layers, trainable_summary
 from .hooks import CheckpointSaver, MetricsWriter, StepLogger, rss_mb
 from .lr_schedule import lr_notes
+from .preflight import check_output_dir
 from .step import build_train_step, effective_amp_level
 from .sync_bn import apply_sync_bn
 
@@ -54,40 +55,11 @@ class StopRequest:
               file=sys.stderr, flush=True)
 
 
-def check_output_dir(folder: str, arch: str, resume: str) -> None:
-    """The run folder must be writable, and hold no checkpoints of another run unless resuming.
-
-    Refusing (rather than renaming the new files, as MindSpore's ModelCheckpoint does) keeps the names the
-    launchers and users expect and never mixes two runs.
-    """
-    check_writable_folder(folder, "--output_dir")
-    if not resume and list_checkpoints(folder, arch):
-        raise UserError(f"--output_dir '{folder}' already holds checkpoints of a run; pass --resume auto to continue "
-                        f"it, or choose an empty --output_dir")
-
-
-def check_classes(cfg, train_classes: List[str]) -> None:
-    """num_classes must match the training class folders, and val/ (when present) must have the same classes."""
-    if len(train_classes) != cfg.num_classes:
-        raise UserError(f"the training data has {len(train_classes)} class folders but num_classes={cfg.num_classes}; "
-                        f"pass --num_classes {len(train_classes)} (use --pretrained to fine-tune a model of "
-                        f"another class count)")
-    val_root = os.path.join(cfg.data_dir, "val")
-    if not (cfg.run_eval or os.path.isdir(val_root)):
-        return
-    _, val_classes = scan_image_folder(split_dir(cfg.data_dir, "val"))
-    if val_classes != train_classes:
-        only_train = sorted(set(train_classes) - set(val_classes))
-        only_val = sorted(set(val_classes) - set(train_classes))
-        raise UserError(f"train/ and val/ have different class folders (only in train: {only_train[:5]}, only in "
-                        f"val: {only_val[:5]}); make both splits hold the same classes")
-
-
 def run(model, cfg, argv: Sequence[str]) -> int:
-    """<model>/train.py with the resolved `cfg`, ModelArts copies around it; returns the exit status."""
+    """<model>/train.py with the resolved `cfg` (common.training.preflight.prepare_train has checked it and copied a
+    ModelArts job's data in), the run folder copied out after; returns the exit status."""
     from .. import modelarts
 
-    modelarts.sync_in(cfg)
     try:
         return train(cfg, model)
     finally:
@@ -97,7 +69,7 @@ def run(model, cfg, argv: Sequence[str]) -> int:
 def train(cfg, model) -> int:
     """Run (or resume) training of `model` (a common.entry.ModelFace) as configured; returns 0, or 128 + signal
     when stopped by SIGTERM/SIGINT."""
-    from ..context import check_distribute, init_context
+    from ..context import init_context
     from .resume import (
         FROM_CONFIG,
         checkpoint_padding,
@@ -109,8 +81,7 @@ def train(cfg, model) -> int:
 
     # --grad_accum_steps K: data, LR schedule and step counts see the optimizer's batch (common.training.accumulate)
     run_cfg, cfg = cfg, accumulation_config(cfg)
-    samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
-    check_classes(cfg, classes)
+    samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))  # scanned by the preflight: cached
     # checkpoints are read and checked before device set-up: a wrong file fails in seconds, not after a build
     resume_path, resume_params = find_resume_checkpoint(cfg.resume, cfg.output_dir, cfg.arch)
     if resume_path:
@@ -123,15 +94,11 @@ def train(cfg, model) -> int:
         from ..compat import set_deterministic
 
         set_deterministic(True)  # before init() inside init_context, so collectives are covered
-    # --strict_data reads this rank's own shard, before the collective starts (a bad file fails in seconds)
-    checked = launcher_rank() if cfg.strict_data else None
-    if checked:
-        check_data_files(train_shard(samples, *checked, cfg.seed), cfg.reader_threads)
-    check_distribute(cfg.distribute)  # ModelZoo --is_distributed / MindCV --distribute (issue 16)
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
+    # the preflight checked these where the launcher told this process its rank; here the ranks are known
     if dist.is_main:
         check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)
-    if cfg.strict_data and checked != (dist.rank, dist.group_size):  # the launcher did not say, or said otherwise
+    if cfg.strict_data and launcher_rank() != (dist.rank, dist.group_size):
         check_data_files(train_shard(samples, dist.rank, dist.group_size, cfg.seed), cfg.reader_threads)
     ms.set_seed(cfg.seed)
     global_batch = cfg.batch_size * dist.group_size

@@ -6,13 +6,13 @@ loads all of it, so the run continues as if it had never stopped.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ..compat import load_param_into_net
 from ..errors import UserError
 from ..fileio import first_line
 from ..weights.checkpoint import TRAIN_STATE_PREFIXES, list_checkpoints, load_checkpoint_strict, read_checkpoint
+from .preflight import check_resume_path
 
 META_KEYS = ("epoch_num", "step_num", "steps_per_epoch")
 
@@ -28,9 +28,7 @@ def find_resume_checkpoint(resume: str, output_dir: str, arch: str
     if not resume:
         return None, None
     if resume != "auto":
-        if not os.path.isfile(resume):
-            raise UserError(f"--resume '{resume}' does not exist; pass a checkpoint written by train.py or "
-                            f"--resume auto to continue the newest one in --output_dir")
+        check_resume_path(resume)
         return resume, None
     for _, _, path in reversed(list_checkpoints(output_dir, arch)):
         try:

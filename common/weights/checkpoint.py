@@ -2,18 +2,21 @@
 
 Run folders hold `{arch}-{epoch}_{step}.ckpt` (the ModelZoo's names, epoch and step 1-based) and `best.ckpt`. A
 train.py checkpoint also holds the training state (TRAIN_STATE_PREFIXES); every loader of a network ignores it.
+
+MindSpore is imported where a checkpoint is read or written: naming, listing and the existence check serve the
+checks that run before a command loads MindSpore (common.entry).
 """
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-import mindspore as ms
-
-from ..compat import load_param_into_net
 from ..errors import UserError
 from ..fileio import atomic_write, first_line
+
+if TYPE_CHECKING:
+    import mindspore as ms
 
 CKPT_NAME = re.compile(r"^(?P<arch>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.ckpt$")
 
@@ -44,15 +47,24 @@ def list_checkpoints(folder: str, arch: str) -> List[Tuple[int, int, str]]:
 def save_checkpoint_atomic(save_obj: Any, path: str, **kwargs: Any) -> str:
     """`ms.save_checkpoint` through `fileio.atomic_write`: a killed job or a full disk never leaves a half-written
     .ckpt under its final name, and an existing file stays as it was."""
+    import mindspore as ms
+
     return atomic_write(path, lambda tmp: ms.save_checkpoint(save_obj, tmp, **kwargs), "checkpoint",
                         "free disk space or choose a writable --output_dir", suffix=".ckpt",
                         errors=(OSError, RuntimeError, ValueError))
 
 
-def read_checkpoint(path: str) -> Dict[str, ms.Parameter]:
-    """Read a .ckpt, turning unreadable files into one clear UserError."""
+def check_checkpoint_exists(path: str) -> None:
+    """A UserError naming `path` when it is not a file."""
     if not os.path.isfile(path):
         raise UserError(f"checkpoint '{path}' does not exist; pass the path of a .ckpt file")
+
+
+def read_checkpoint(path: str) -> Dict[str, ms.Parameter]:
+    """Read a .ckpt, turning unreadable files into one clear UserError."""
+    import mindspore as ms
+
+    check_checkpoint_exists(path)
     try:
         return ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError with multi-line C++ context
@@ -72,6 +84,8 @@ def load_checkpoint_strict(net: ms.nn.Cell, path: str, params: Optional[dict] = 
     Entries whose names start with one of `ignore_extra_prefixes` (by default the optimizer state and training
     counters a train.py checkpoint holds) may be present without being loaded.
     """
+    from ..compat import load_param_into_net
+
     params = read_checkpoint(path) if params is None else params
     expected = network_param_names(net)
     model_params = {k: v for k, v in params.items() if k in expected}
