@@ -40,6 +40,8 @@ print('exit', code, 'mindspore loaded' if 'mindspore' in sys.modules else 'minds
     ("resnext50_32x4d", "train", ["--data_dir", "/nonexistent/zoo-data", "--device_target", "CPU"], 2),
     ("resnest50", "eval", ["--data_dir", "/nonexistent/zoo-data", "--checkpoint_path", "/nonexistent/x.ckpt"], 2),
     ("resnext152_64x4d", "predict", ["--image", "/nonexistent/a.jpg", "--checkpoint_path", "/nonexistent/x.ckpt"], 2),
+    ("resnext50_32x4d", "export", ["--file_format", "AIR", "--device_target", "CPU"], 2),
+    ("resnest50", "export", ["--checkpoint_path", "/nonexistent/x.ckpt", "--device_target", "CPU"], 2),
 ])
 def test_help_and_option_errors_do_not_import_mindspore(model, command, args, code):
     probe_without_mindspore(model, command, args, code)

@@ -20,40 +20,16 @@ from __future__ import annotations
 import os
 from typing import Dict, Sequence
 
-import mindspore as ms
 import numpy as np
-from mindspore import nn
 
 from ..commands import EXPORT_OPTIONS as OPTIONS
 from ..data.presets import apply_recorded, resolve_preset, write_record
 from ..errors import UserError
 from ..fileio import atomic_write, check_writable_folder
+from ..weights.checkpoint import check_checkpoint_exists
 from .network import command_line_keys, load_inference_network
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
-
-
-class InferenceNet(nn.Cell):
-    """Classifier logits (or probabilities with `with_softmax`) for a batch of normalised NCHW images."""
-
-    def __init__(self, backbone: nn.Cell, with_softmax: bool = False) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.with_softmax = with_softmax
-        self.softmax = nn.Softmax(axis=-1)
-
-    def construct(self, image):
-        out = self.backbone(image)
-        if self.with_softmax:
-            out = self.softmax(out)
-        return out
-
-
-def inference_cell(net: nn.Cell, softmax: bool = False) -> InferenceNet:
-    """`net` in eval mode, optionally followed by a softmax over the classes; its input is named `image`."""
-    cell = InferenceNet(net, softmax)
-    cell.set_train(False)
-    return cell
 
 
 def check_format(file_format: str, device_target: str) -> str:
@@ -151,6 +127,8 @@ def make_onnx_batch_dynamic(path: str, name: str = "batch") -> None:
 def export_network(cell, file_name: str, file_format: str, batch_size: int, height: int, width: int) -> str:
     """Trace `cell` on a zero batch of the given shape (batch -1: the batch axis left open) and write it; returns the
     path written."""
+    import mindspore as ms
+
     suffix = FORMATS[file_format]
     path = export_path(file_name, file_format)
     check_writable_folder(os.path.dirname(path), "--file_name folder")
@@ -183,11 +161,13 @@ def run(model, cfg, argv: Sequence[str]) -> int:
     check_writable_folder(os.path.dirname(export_path(cfg.file_name or cfg.arch, fmt)), "--file_name folder")
     if not cfg.checkpoint_path:
         raise UserError("--checkpoint_path is not set; pass the .ckpt file to export")
+    check_checkpoint_exists(cfg.checkpoint_path)
     apply_recorded(cfg, cfg.checkpoint_path, given)  # a converted checkpoint's preset travels on to the server
     preset = resolve_preset(cfg.eval_preset or "zoo", height, cfg.crop_pct, cfg.interpolation, cfg.eval_backend)
 
     from ..context import init_context
     from ..cpu_ops import native_ops
+    from .inference_cell import inference_cell
 
     # export traces a graph whatever --mode says, and only of native operators: the zoo's custom CPU operators
     # (common.cpu_ops) would not survive into MINDIR/ONNX/AIR
