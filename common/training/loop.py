@@ -95,11 +95,13 @@ def train(cfg, model) -> int:
 
         set_deterministic(True)  # before init() inside init_context, so collectives are covered
     dist = init_context(cfg.device_target, cfg.mode, cfg.jit_level, cfg.device_id)
-    # the preflight checked these where the launcher told this process its rank; here the ranks are known
-    if dist.is_main:
-        check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)
-    if cfg.strict_data and launcher_rank() != (dist.rank, dist.group_size):
-        check_data_files(train_shard(samples, dist.rank, dist.group_size, cfg.seed), cfg.reader_threads)
+    # the preflight checked the run folder and the shard with the rank the launcher gave; a launcher that gave none,
+    # or another, leaves them to here, where the ranks are known
+    if launcher_rank() != (dist.rank, dist.group_size):
+        if dist.is_main:
+            check_output_dir(cfg.output_dir, cfg.arch, cfg.resume)
+        if cfg.strict_data:
+            check_data_files(train_shard(samples, dist.rank, dist.group_size, cfg.seed), cfg.reader_threads)
     ms.set_seed(cfg.seed)
     global_batch = cfg.batch_size * dist.group_size
     steps_per_epoch = len(samples) // global_batch
