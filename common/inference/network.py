@@ -55,7 +55,7 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
         from ..training.ema import ema_params
 
         params = ema_params(params, cfg.checkpoint_path)
-    net = create_model(cfg.arch, num_classes=cfg.num_classes, pool_padding=padding)
+    net = create_model(cfg.arch, num_classes=cfg.num_classes, pool_padding=padding, init_weights=False)
     load_checkpoint_strict(net, cfg.checkpoint_path, params)
     return fold_batchnorm(net)
 

@@ -7,6 +7,9 @@ or the zoo's CPU operators) is decided in common.cpu_ops; the layers here only a
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
@@ -17,6 +20,25 @@ from ..cpu_ops.conv import OneDNNConv2d
 # BatchNorm momentum in MindSpore weights the running value: 0.9 here is PyTorch's momentum=0.1.
 BN_MOMENTUM = 0.9
 BN_EPS = 1e-5
+# False inside weights_from_checkpoint(): convs start at zero instead of drawing Kaiming-normal weights.
+_DRAW_CONV_WEIGHTS = True
+
+
+@contextmanager
+def weights_from_checkpoint() -> Iterator[None]:
+    """Build convs with zero weights, for a network whose every parameter a strict checkpoint load overwrites next
+    (eval, predict, export, the converters' lists of names and shapes): the Kaiming-normal draws are most of the CPU
+    time of a build, and of what a user waits before an evaluation starts."""
+    global _DRAW_CONV_WEIGHTS
+    previous, _DRAW_CONV_WEIGHTS = _DRAW_CONV_WEIGHTS, False
+    try:
+        yield
+    finally:
+        _DRAW_CONV_WEIGHTS = previous
+
+
+def _conv_weight_init():
+    return HeNormal(mode="fan_out", nonlinearity="relu") if _DRAW_CONV_WEIGHTS else "zeros"
 
 
 def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -27,9 +49,9 @@ def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 
     """
     if use_onednn_conv(groups):
         return OneDNNConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, has_bias=bias,
-                            weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
+                            weight_init=_conv_weight_init())
     return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, pad_mode="pad", padding=kernel // 2, group=groups,
-                     has_bias=bias, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"),
+                     has_bias=bias, weight_init=_conv_weight_init(),
                      bias_init="zeros")
 
 

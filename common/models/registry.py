@@ -1,11 +1,13 @@
 """Arch registry: every model of the zoo is one row of ARCHS over the shared backbone, built by `create_model`."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..weights.checkpoint import load_checkpoint_strict
+from .layers import weights_from_checkpoint
 from .resnet import PADDING_KEY, ResNet
 
 
@@ -38,7 +40,8 @@ def list_models() -> List[str]:
 
 def create_model(arch: str, num_classes: int = 1000, checkpoint: Optional[str] = None, drop_rate: float = 0.0,
                  zero_init_last: bool = False, in_chans: int = 3, features_only: bool = False,
-                 out_indices: Sequence[int] = (1, 2, 3, 4), pool_padding: str = "symmetric") -> ResNet:
+                 out_indices: Sequence[int] = (1, 2, 3, 4), pool_padding: str = "symmetric",
+                 init_weights: Optional[bool] = None) -> ResNet:
     """Build `arch` and optionally load a MindSpore checkpoint into it.
 
     The checkpoint must match the network exactly: any missing or unexpected parameter, or any shape mismatch, is a
@@ -46,16 +49,19 @@ def create_model(arch: str, num_classes: int = 1000, checkpoint: Optional[str] =
     the stages in `out_indices` (0 stem, 1-4 layer1-4; see `net.feature_info`), and a classifier's checkpoint loads
     into it: the parameters of the head and of unbuilt stages are left out, every other one must fit.
     `pool_padding` 'same' reproduces MindCV's and the ModelZoo's pooling (MindSpore's pad_mode="same"; README
-    "Coming from ModelZoo / MindCV").
+    "Coming from ModelZoo / MindCV"). `init_weights` False leaves the convs at zero instead of drawing their
+    Kaiming-normal weights, for a caller that loads every parameter next (default: draw unless `checkpoint`).
     """
     if arch not in ARCHS:
         raise UserError(f"unknown arch '{arch}'; choose one of: {', '.join(ARCHS)}")
     if features_only:
         out_indices = check_out_indices(out_indices)
     spec = ARCHS[arch]
-    net = ResNet(spec.layers, num_classes=num_classes, drop_rate=drop_rate, zero_init_last=zero_init_last,
-                 in_chans=in_chans, features_only=features_only, out_indices=out_indices, pool_padding=pool_padding,
-                 **spec.kwargs)
+    draw = not checkpoint if init_weights is None else init_weights
+    with nullcontext() if draw else weights_from_checkpoint():
+        net = ResNet(spec.layers, num_classes=num_classes, drop_rate=drop_rate, zero_init_last=zero_init_last,
+                     in_chans=in_chans, features_only=features_only, out_indices=out_indices,
+                     pool_padding=pool_padding, **spec.kwargs)
     net.arch = arch  # a foreign --pretrained checkpoint is converted to this arch (common.training.resume)
     if checkpoint and features_only:
         from ..weights.checkpoint import read_checkpoint

@@ -116,7 +116,8 @@ def convert_mindspore(arch: str, params: Dict[str, object], source: Optional[str
                         f"is not a ResNeXt/ResNeSt checkpoint")
     num_classes = int(head.shape[0])
     padding = source_padding(source, arch)
-    targets = network_param_names(create_model(arch, num_classes=num_classes, pool_padding=padding))
+    targets = network_param_names(create_model(arch, num_classes=num_classes, pool_padding=padding,
+                                                init_weights=False))
     targets.pop(PADDING_KEY, None)
     unused = sorted(k for k in weights if k not in targets)
     missing = sorted(k for k in targets if k not in weights)

@@ -36,7 +36,7 @@ def convert_state_dict(arch: str, state: Dict[str, np.ndarray]) -> Tuple[Dict[st
         raise UserError(f"the source has no 2-D 'fc.weight' (found keys like: {head(sorted(state))}); it is not a "
                         f"torchvision/timm ResNet-family state dict")
     num_classes = int(state["fc.weight"].shape[0])
-    targets = network_param_names(create_model(arch, num_classes=num_classes))
+    targets = network_param_names(create_model(arch, num_classes=num_classes, init_weights=False))
     out: Dict[str, np.ndarray] = {}
     unused: List[str] = []
     mismatched: Dict[str, str] = {}
