@@ -1,8 +1,9 @@
-"""BatchNorm folding for inference (common.models.bn_fold): every arch gives the same logits with no BN cell left."""
+"""BatchNorm folding for inference (common.models.bn_fold): the zoo's three models give the same logits with no BN
+cell left (the four other archs are these blocks at other depths and widths; tests/test_parity.py covers each)."""
 import numpy as np
 import pytest
 
-from common import ARCHS, create_model
+from common import create_model
 
 
 def randomise_bn_statistics(net, rng):
@@ -22,7 +23,7 @@ def randomise_bn_statistics(net, rng):
         param.set_data(ms.Tensor(value.astype(np.float32)))
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", ["resnext50_32x4d", "resnext152_64x4d", "resnest50"])
 def test_folded_network_matches_and_has_no_batchnorm(arch):
     import mindspore as ms
     from mindspore import nn

@@ -36,7 +36,7 @@ def _zoo_net(path: str, arch: str, padding=None):
 
     params, note = import_if_foreign(read_checkpoint(path), arch, path)
     padding = padding or padding_of(params)
-    net = create_model(arch, num_classes=CLASSES, pool_padding=padding)
+    net = create_model(arch, num_classes=CLASSES, pool_padding=padding, init_weights=False)
     load_checkpoint_strict(net, path, with_padding(params, padding))
     net.set_train(False)
     return net, note
@@ -93,7 +93,9 @@ def test_mindcv_checkpoint_gives_mindcv_logits(mindcv_nets, arch, size, tmp_path
     assert (note is None) == (arch == "resnest50")
     ours = net(x).asnumpy()
     assert _rel(ours, theirs) < RTOL
-    if size % 2 == 0:  # the switch is worth something: symmetric padding gives other logits at even sizes
+    if size % 2 == 0 and arch != "resnext152_64x4d":
+        # the switch is worth something: symmetric padding gives other logits at even sizes (ResNeXt-152's pools are
+        # ResNeXt-50's, checked at 224)
         sym, _ = _zoo_net(path, arch, padding="symmetric")
         assert _rel(sym(x).asnumpy(), theirs) > 1e-3
 
