@@ -3,27 +3,14 @@
 The converter's main() runs in this process (tests/test_convert.py runs it as a command): the parity is the same,
 without a fresh interpreter loading MindSpore for each arch.
 """
-import functools
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
-from torch_refs import build_reference
+from torch_refs import build_reference, convert_weights
 
 from common import create_model, list_models
-
-
-@functools.lru_cache(maxsize=None)
-def convert_weights():
-    """scripts/convert_weights.py as a module, loaded once per process (its top inserts the root into sys.path)."""
-    path = os.path.join(ROOT, "scripts", "convert_weights.py")
-    spec = importlib.util.spec_from_file_location("convert_weights", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("arch", list_models())

@@ -1,4 +1,9 @@
-"""PyTorch reference models (the real torchvision/timm code) with random weights and random BN statistics."""
+"""PyTorch reference models (the real torchvision/timm code) with random weights and random BN statistics, and the
+converter that imports their weights."""
+import functools
+import importlib.util
+import os
+
 import torch
 
 from common import ARCHS
@@ -28,3 +33,13 @@ def build_reference(arch: str, num_classes: int = 10, seed: int = 0) -> torch.nn
             elif isinstance(module, torch.nn.Conv2d) and module.bias is not None:
                 module.bias.normal_(0, 0.1)
     return model.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def convert_weights():
+    """scripts/convert_weights.py as a module, loaded once per process (its top inserts the root into sys.path)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "convert_weights.py")
+    spec = importlib.util.spec_from_file_location("convert_weights", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
