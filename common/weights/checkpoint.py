@@ -3,8 +3,8 @@
 Run folders hold `{arch}-{epoch}_{step}.ckpt` (the ModelZoo's names, epoch and step 1-based) and `best.ckpt`. A
 train.py checkpoint also holds the training state (TRAIN_STATE_PREFIXES); every loader of a network ignores it.
 
-MindSpore is imported where a checkpoint is read or written: naming, listing and the existence check serve the
-checks that run before a command loads MindSpore (common.entry).
+MindSpore is imported where a checkpoint is read or written: naming, listing, the existence check and the names and
+shapes of `read_checkpoint_shapes` serve the checks that run before a command loads MindSpore (common.entry).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
 from ..fileio import atomic_write, first_line
+from .checkpoint_entries import checkpoint_shapes
 
 if TYPE_CHECKING:
     import mindspore as ms
@@ -60,6 +61,11 @@ def check_checkpoint_exists(path: str) -> None:
         raise UserError(f"checkpoint '{path}' does not exist; pass the path of a .ckpt file")
 
 
+def _unreadable(path: str, reason: str) -> UserError:
+    return UserError(f"checkpoint '{path}' cannot be read ({reason}); it is truncated or not a MindSpore "
+                     f"checkpoint: use another file or re-create it")
+
+
 def read_checkpoint(path: str) -> Dict[str, ms.Parameter]:
     """Read a .ckpt, turning unreadable files into one clear UserError."""
     import mindspore as ms
@@ -68,8 +74,19 @@ def read_checkpoint(path: str) -> Dict[str, ms.Parameter]:
     try:
         return ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError with multi-line C++ context
-        raise UserError(f"checkpoint '{path}' cannot be read ({first_line(exc)}); it is truncated or not a "
-                        f"MindSpore checkpoint: use another file or re-create it") from None
+        raise _unreadable(path, first_line(exc)) from None
+
+
+def read_checkpoint_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
+    """Name -> shape of every entry of the .ckpt at `path`, read without MindSpore (common.weights.checkpoint_entries),
+    with read_checkpoint's UserError for a missing or unreadable file."""
+    check_checkpoint_exists(path)
+    try:
+        return checkpoint_shapes(path)
+    except OSError as exc:
+        raise _unreadable(path, exc.strerror or str(exc)) from None
+    except ValueError as exc:
+        raise _unreadable(path, str(exc)) from None
 
 
 def network_param_names(net: ms.nn.Cell) -> Dict[str, tuple]:
