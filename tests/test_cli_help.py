@@ -1,4 +1,5 @@
 """--help of the model folders' entry points lists every option with this model's recipe value as the default."""
+import numpy as np
 import pytest
 from conftest import run_cli
 
@@ -72,3 +73,30 @@ def test_data_and_run_folder_mistakes_do_not_import_mindspore(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "resnext50_32x4d-1_4.ckpt").write_bytes(b"")
     probe_without_mindspore("resnext50_32x4d", "train", base + ["--num_classes", "2"], 2, ("already holds",))
+
+
+def test_checkpoint_mistakes_do_not_import_mindspore(tmp_path):
+    """Names and shapes read without MindSpore (common.weights.checkpoint_entries): a file that is no checkpoint, a
+    class count against --num_classes or the data, and weights passed to --resume are refused before it loads."""
+    import mindspore as ms
+    from image_data import write_images
+
+    write_images(str(tmp_path / "data" / "train"), 1, seed=0)  # 2 class folders
+    write_images(str(tmp_path / "data" / "val"), 1, seed=1)
+    write_images(str(tmp_path / "data3" / "val"), 1, seed=2, classes=3)
+    weights = str(tmp_path / "weights.ckpt")  # a 2-class head, no training state
+    ms.save_checkpoint([{"name": "fc.weight", "data": ms.Tensor(np.zeros((2, 8), np.float32))},
+                        {"name": "fc.bias", "data": ms.Tensor(np.zeros(2, np.float32))}], weights)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(open(weights, "rb").read()[:-9])
+    evaluate = ["--data_dir", str(tmp_path / "data"), "--device_target", "CPU", "--checkpoint_path"]
+    probe_without_mindspore("resnest50", "eval", evaluate + [str(cut)], 2, ("cut.ckpt", "cannot be read"))
+    probe_without_mindspore("resnest50", "eval", evaluate + [weights, "--num_classes", "5"], 2, ("has 2 classes",))
+    probe_without_mindspore("resnest50", "eval", ["--data_dir", str(tmp_path / "data3"), "--device_target", "CPU",
+                                                  "--checkpoint_path", weights], 2, ("3 class folders",))
+    probe_without_mindspore("resnext152_64x4d", "export", ["--checkpoint_path", weights, "--num_classes", "5",
+                                                           "--device_target", "CPU"], 2, ("has 2 classes",))
+    train = ["--data_dir", str(tmp_path / "data"), "--device_target", "CPU", "--num_classes", "2", "--output_dir",
+             str(tmp_path / "run")]
+    probe_without_mindspore("resnext50_32x4d", "train", train + ["--resume", weights], 2, ("no training state",))
+    probe_without_mindspore("resnext50_32x4d", "train", train + ["--pretrained", str(cut)], 2, ("cannot be read",))

@@ -28,8 +28,7 @@ from ..data.pipeline import create_dataset, eval_source
 from ..data.presets import apply_recorded, preset_of, record, sidecar_path
 from ..errors import UserError
 from ..fileio import check_writable_folder, write_json
-from ..weights.checkpoint import check_checkpoint_exists
-from .network import check_model_file, command_line_keys, load_inference_network, load_model_file
+from .network import check_checkpoint_file, check_model_file, command_line_keys, load_inference_network, load_model_file
 
 TOPK = 5
 
@@ -167,13 +166,15 @@ def run(model, cfg, argv: Sequence[str]) -> int:
     if not cfg.model_file and not cfg.checkpoint_path:
         raise UserError("--checkpoint_path is not set; pass the .ckpt file to evaluate (or --model_file with an "
                         "exported .mindir/.onnx file)")
-    # a wrong path answers before MindSpore is loaded (init_context) and the data are set up
+    # a wrong path or file answers before MindSpore is loaded (init_context) and the data are set up
     if cfg.model_file:
         check_model_file(cfg.model_file)
     else:
-        check_checkpoint_exists(cfg.checkpoint_path)
+        check_checkpoint_file(cfg, argv, OPTIONS)
     root = split_dir(cfg.data_dir, "val")
     data_classes = scan_image_folder(root)[1]
+    if not cfg.model_file:  # the class count is settled (a file's comes with its network, below)
+        check_labels(data_classes, cfg.num_classes, root)
     given = command_line_keys(argv, OPTIONS)
     evaluated = cfg.model_file or cfg.checkpoint_path
     recorded = apply_recorded(cfg, evaluated, given)

@@ -26,8 +26,8 @@ from ..commands import EXPORT_OPTIONS as OPTIONS
 from ..data.presets import apply_recorded, resolve_preset, write_record
 from ..errors import UserError
 from ..fileio import atomic_write, check_writable_folder
-from ..weights.checkpoint import check_checkpoint_exists
-from .network import command_line_keys, load_inference_network
+from ..weights.checkpoint import read_checkpoint_shapes
+from .network import check_checkpoint_file, command_line_keys, load_inference_network
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 
@@ -161,7 +161,10 @@ def run(model, cfg, argv: Sequence[str]) -> int:
     check_writable_folder(os.path.dirname(export_path(cfg.file_name or cfg.arch, fmt)), "--file_name folder")
     if not cfg.checkpoint_path:
         raise UserError("--checkpoint_path is not set; pass the .ckpt file to export")
-    check_checkpoint_exists(cfg.checkpoint_path)
+    if cfg.features_only:  # no head: only whether the file is a checkpoint
+        read_checkpoint_shapes(cfg.checkpoint_path)
+    else:
+        check_checkpoint_file(cfg, argv, OPTIONS)
     apply_recorded(cfg, cfg.checkpoint_path, given)  # a converted checkpoint's preset travels on to the server
     preset = resolve_preset(cfg.eval_preset or "zoo", height, cfg.crop_pct, cfg.interpolation, cfg.eval_backend)
 

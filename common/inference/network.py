@@ -10,6 +10,7 @@ import numpy as np
 from ..config import Option, aliases_of, canonical_key, split_cli
 from ..errors import UserError
 from ..fileio import first_line
+from ..weights.checkpoint import read_checkpoint_shapes
 
 
 def command_line_keys(argv: Sequence[str], extra: Optional[Dict[str, Option]] = None) -> Set[str]:
@@ -22,6 +23,25 @@ def checkpoint_num_classes(params: dict) -> Optional[int]:
     """Classifier outputs stored in a checkpoint (the length of fc.bias), or None without one."""
     bias = params.get("fc.bias")
     return int(bias.shape[0]) if bias is not None else None
+
+
+def settle_num_classes(cfg, argv: Sequence[str], extra: Optional[Dict[str, Option]], stored: Optional[int]) -> None:
+    """cfg.num_classes from the checkpoint's `stored` class count when --num_classes is not on the command line; with
+    the flag, a mismatch is a UserError. Run on the names and shapes before MindSpore loads (eval/predict/export),
+    and again on the entries as loaded (a MindCV/ModelZoo file's head has other names until converted)."""
+    if stored and "num_classes" not in command_line_keys(argv, extra):
+        cfg.num_classes = stored
+    elif stored and stored != cfg.num_classes:  # refused before the network is built
+        raise UserError(f"checkpoint '{cfg.checkpoint_path}' has {stored} classes but --num_classes "
+                        f"{cfg.num_classes} was given; pass --num_classes {stored} or leave it out")
+
+
+def check_checkpoint_file(cfg, argv: Sequence[str], extra: Optional[Dict[str, Option]] = None) -> None:
+    """What eval/predict/export can tell from cfg.checkpoint_path's names and shapes before MindSpore loads: that it
+    exists and is a checkpoint, and its class count against --num_classes (cfg.num_classes set from it)."""
+    shapes = read_checkpoint_shapes(cfg.checkpoint_path)
+    bias = shapes.get("fc.bias")
+    settle_num_classes(cfg, argv, extra, int(bias[0]) if bias is not None and len(bias) == 1 else None)
 
 
 def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, Option]] = None):
@@ -45,12 +65,7 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
     # the padding the checkpoint records, unless --pool_padding overrides it (to measure what it is worth)
     padding = cfg.get("pool_padding") or padding_of(params)
     params = with_padding(params, padding)
-    stored = checkpoint_num_classes(params)
-    if stored and "num_classes" not in command_line_keys(argv, extra):
-        cfg.num_classes = stored
-    elif stored and stored != cfg.num_classes:  # refused before the network is built
-        raise UserError(f"checkpoint '{cfg.checkpoint_path}' has {stored} classes but --num_classes "
-                        f"{cfg.num_classes} was given; pass --num_classes {stored} or leave it out")
+    settle_num_classes(cfg, argv, extra, checkpoint_num_classes(params))
     if cfg.get("use_ema"):  # the weight averages of a run with --ema_decay (common.training.ema)
         from ..training.ema import ema_params
 

@@ -27,9 +27,8 @@ from ..commands import PREDICT_OPTIONS as OPTIONS
 from ..data.folder import IMAGE_EXTENSIONS
 from ..data.presets import apply_recorded, eval_ops, preset_of, sidecar_path
 from ..errors import UserError
-from ..weights.checkpoint import check_checkpoint_exists
 from .class_names import check_names, class_names_for, default_class_names, read_names_file
-from .network import command_line_keys, load_inference_network
+from .network import check_checkpoint_file, command_line_keys, load_inference_network
 
 
 def _transform_config(image_size: int, crop_pct: float, interpolation: str, eval_preset: str = "",
@@ -150,7 +149,7 @@ def run(model, cfg, argv: Sequence[str]) -> int:
         raise UserError("--image is not set; pass an image file or a folder of images")
     images = list_images(cfg.image)
     if cfg.checkpoint_path:  # before MindSpore is loaded; without one, load_inference_network says what to pass
-        check_checkpoint_exists(cfg.checkpoint_path)
+        check_checkpoint_file(cfg, argv, OPTIONS)
 
     import mindspore as ms
 

@@ -8,7 +8,7 @@ not tell a process its rank leaves the rank-0 checks to it).
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import Dict, List, Tuple
 
 from .. import modelarts
 from ..context import check_distribute, launcher_rank
@@ -16,7 +16,7 @@ from ..data.folder import check_data_files, scan_image_folder, split_dir
 from ..data.pipeline import train_shard
 from ..errors import UserError
 from ..fileio import check_writable_folder
-from ..weights.checkpoint import check_checkpoint_exists, list_checkpoints
+from ..weights.checkpoint import list_checkpoints, read_checkpoint_shapes
 
 
 def check_output_dir(folder: str, arch: str, resume: str) -> None:
@@ -48,6 +48,22 @@ def check_classes(cfg, train_classes: List[str]) -> None:
                         f"val: {only_val[:5]}); make both splits hold the same classes")
 
 
+# The counters CheckpointSaver writes into a train.py checkpoint: a file without them has no training state.
+META_KEYS = ("epoch_num", "step_num", "steps_per_epoch")
+
+
+def check_resume_entries(path: str, shapes: Dict[str, Tuple[int, ...]], num_classes: int) -> None:
+    """`path` (its entries' names and shapes) must be a train.py checkpoint of `num_classes` classes."""
+    missing_meta = [k for k in META_KEYS if k not in shapes]
+    if missing_meta:
+        raise UserError(f"checkpoint '{path}' holds no training state ({', '.join(missing_meta)} missing): it is "
+                        f"not a train.py checkpoint; start from its weights with --pretrained instead of --resume")
+    head = shapes.get("fc.bias")
+    if head is not None and int(head[0]) != num_classes:
+        raise UserError(f"checkpoint '{path}' has {int(head[0])} classes but num_classes={num_classes}; resume "
+                        f"with --num_classes {int(head[0])}, or fine-tune from it with --pretrained")
+
+
 def check_resume_path(resume: str) -> None:
     """--resume PATH must name a file ('' and 'auto' name none)."""
     if resume and resume != "auto" and not os.path.isfile(resume):
@@ -64,8 +80,10 @@ def prepare_train(cfg) -> None:
     samples, classes = scan_image_folder(split_dir(cfg.data_dir, "train"))
     check_classes(cfg, classes)
     check_resume_path(cfg.resume)
+    if cfg.resume and cfg.resume != "auto":
+        check_resume_entries(cfg.resume, read_checkpoint_shapes(cfg.resume), cfg.num_classes)
     if cfg.pretrained:
-        check_checkpoint_exists(cfg.pretrained)
+        read_checkpoint_shapes(cfg.pretrained)
     check_distribute(cfg.distribute)
     where = launcher_rank()
     if where is None:

@@ -12,9 +12,7 @@ from ..compat import load_param_into_net
 from ..errors import UserError
 from ..fileio import first_line
 from ..weights.checkpoint import TRAIN_STATE_PREFIXES, list_checkpoints, load_checkpoint_strict, read_checkpoint
-from .preflight import check_resume_path
-
-META_KEYS = ("epoch_num", "step_num", "steps_per_epoch")
+from .preflight import META_KEYS, check_resume_entries, check_resume_path
 
 
 def find_resume_checkpoint(resume: str, output_dir: str, arch: str
@@ -53,14 +51,7 @@ def read_resume_checkpoint(path: str, num_classes: int, params: Optional[Dict[st
     train.py calls this before it builds anything, so a wrong --resume file fails in seconds.
     """
     params = read_checkpoint(path) if params is None else params
-    missing_meta = [k for k in META_KEYS if k not in params]
-    if missing_meta:
-        raise UserError(f"checkpoint '{path}' holds no training state ({', '.join(missing_meta)} missing): it is "
-                        f"not a train.py checkpoint; start from its weights with --pretrained instead of --resume")
-    head = params.get("fc.bias")
-    if head is not None and int(head.shape[0]) != num_classes:
-        raise UserError(f"checkpoint '{path}' has {int(head.shape[0])} classes but num_classes={num_classes}; resume "
-                        f"with --num_classes {int(head.shape[0])}, or fine-tune from it with --pretrained")
+    check_resume_entries(path, {k: tuple(v.shape) for k, v in params.items()}, num_classes)
     return params
 
 
