@@ -100,3 +100,43 @@ def test_checkpoint_mistakes_do_not_import_mindspore(tmp_path):
              str(tmp_path / "run")]
     probe_without_mindspore("resnext50_32x4d", "train", train + ["--resume", weights], 2, ("no training state",))
     probe_without_mindspore("resnext50_32x4d", "train", train + ["--pretrained", str(cut)], 2, ("cannot be read",))
+
+
+_CONVERTER_PROBE = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name='__main__')
+    code = 0
+except SystemExit as stop:
+    code = stop.code
+print('exit', code, 'mindspore loaded' if 'mindspore' in sys.modules else 'mindspore not loaded')
+"""
+
+
+def test_converter_mistakes_do_not_import_mindspore(tmp_path):
+    """scripts/convert_weights.py checks its arguments and reads a PyTorch source (or a .ckpt's names) before
+    MindSpore loads: a wrong arch, path or folder, a pickle that is no state dict and a cut .ckpt answer at once."""
+    import pickle
+    import subprocess
+    import sys
+    import zipfile
+
+    from conftest import ROOT
+
+    with zipfile.ZipFile(tmp_path / "evil.pth", "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"not": "tensors"}, protocol=2))
+    (tmp_path / "cut.ckpt").write_bytes(b"\x0a\x20\x0a\x07conv1.w")
+    out = str(tmp_path / "x.ckpt")
+    cases = [(["--arch", "resnet9", "--src", "a.pth", "--out", out], "invalid choice: 'resnet9'"),
+             (["--arch", "resnest50", "--src", str(tmp_path / "none.pth"), "--out", out], "does not exist"),
+             (["--arch", "resnest50", "--src", str(tmp_path / "evil.pth"), "--out", str(tmp_path / "no" / "x.ckpt")],
+              "--out folder"),
+             (["--arch", "resnest50", "--src", str(tmp_path / "evil.pth"), "--out", out], "holds no state dict"),
+             (["--arch", "resnest50", "--src", str(tmp_path / "cut.ckpt"), "--out", out], "cannot be read")]
+    for args, words in cases:
+        result = subprocess.run([sys.executable, "-c", _CONVERTER_PROBE, "scripts/convert_weights.py", *args],
+                                capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert "exit 2 mindspore not loaded" in result.stdout, (args, result.stdout + result.stderr)
+        assert words in result.stderr.strip().splitlines()[-1], (args, result.stderr)
+    assert not (tmp_path / "x.ckpt").exists()
