@@ -61,23 +61,33 @@ def main(argv=None) -> int:
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise UserError(f"--out folder '{out_dir}' does not exist; create it first")
-    # Heavy imports after argument checks so mistakes answer quickly.
+    # MindSpore loads after what can be checked without it, so that mistakes answer in a fraction of a second: the
+    # arguments, and a PyTorch source read in full (a restricted unpickler, NumPy) or a .ckpt's names and shapes
+    if args.src.endswith(".ckpt"):
+        from common.weights.checkpoint import read_checkpoint_shapes
+
+        read_checkpoint_shapes(args.src)
+        state = None
+    else:
+        if args.source or args.ema:
+            raise UserError("--from and --ema apply to a MindSpore .ckpt source only")
+        from common.weights.torch_reader import load_state_dict
+
+        state = load_state_dict(args.src)
     import mindspore as ms
 
     from common.weights.checkpoint import save_checkpoint_atomic
-    from common.weights.torch_import import convert_state_dict
-    from common.weights.torch_reader import load_state_dict
 
-    if args.src.endswith(".ckpt"):
+    if state is None:
         from common.weights.checkpoint import read_checkpoint
         from common.weights.mindspore_import import convert_mindspore, source_padding
 
         params, num_classes, source = convert_mindspore(args.arch, read_checkpoint(args.src), args.source, args.ema)
         kind = f"{source} checkpoint, pool_padding '{source_padding(source, args.arch)}'"
     else:
-        if args.source or args.ema:
-            raise UserError("--from and --ema apply to a MindSpore .ckpt source only")
-        params, num_classes = convert_state_dict(args.arch, load_state_dict(args.src))
+        from common.weights.torch_import import convert_state_dict
+
+        params, num_classes = convert_state_dict(args.arch, state)
         kind = "PyTorch state dict"
     out = args.out if args.out.endswith(".ckpt") else args.out + ".ckpt"
     save_checkpoint_atomic([{"name": k, "data": ms.Tensor(v)} for k, v in params.items()], out)
