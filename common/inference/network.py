@@ -10,19 +10,13 @@ import numpy as np
 from ..config import Option, aliases_of, canonical_key, split_cli
 from ..errors import UserError
 from ..fileio import first_line
-from ..weights.checkpoint import read_checkpoint_shapes
+from ..weights.checkpoint import checkpoint_num_classes, entry_shapes, read_checkpoint_shapes
 
 
 def command_line_keys(argv: Sequence[str], extra: Optional[Dict[str, Option]] = None) -> Set[str]:
     """Canonical names of the options given on the command line (to tell a user's choice from a default)."""
     return {canonical_key(k, "command line", tuple(extra or ()), aliases_of("eval")) for k, _ in split_cli(argv)
             if k not in ("config_path", "config")}
-
-
-def checkpoint_num_classes(params: dict) -> Optional[int]:
-    """Classifier outputs stored in a checkpoint (the length of fc.bias), or None without one."""
-    bias = params.get("fc.bias")
-    return int(bias.shape[0]) if bias is not None else None
 
 
 def settle_num_classes(cfg, argv: Sequence[str], extra: Optional[Dict[str, Option]], stored: Optional[int]) -> None:
@@ -39,9 +33,7 @@ def settle_num_classes(cfg, argv: Sequence[str], extra: Optional[Dict[str, Optio
 def check_checkpoint_file(cfg, argv: Sequence[str], extra: Optional[Dict[str, Option]] = None) -> None:
     """What eval/predict/export can tell from cfg.checkpoint_path's names and shapes before MindSpore loads: that it
     exists and is a checkpoint, and its class count against --num_classes (cfg.num_classes set from it)."""
-    shapes = read_checkpoint_shapes(cfg.checkpoint_path)
-    bias = shapes.get("fc.bias")
-    settle_num_classes(cfg, argv, extra, int(bias[0]) if bias is not None and len(bias) == 1 else None)
+    settle_num_classes(cfg, argv, extra, checkpoint_num_classes(read_checkpoint_shapes(cfg.checkpoint_path)))
 
 
 def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, Option]] = None):
@@ -65,7 +57,7 @@ def load_inference_network(cfg, argv: Sequence[str], extra: Optional[Dict[str, O
     # the padding the checkpoint records, unless --pool_padding overrides it (to measure what it is worth)
     padding = cfg.get("pool_padding") or padding_of(params)
     params = with_padding(params, padding)
-    settle_num_classes(cfg, argv, extra, checkpoint_num_classes(params))
+    settle_num_classes(cfg, argv, extra, checkpoint_num_classes(entry_shapes(params)))
     if cfg.get("use_ema"):  # the weight averages of a run with --ema_decay (common.training.ema)
         from ..training.ema import ema_params
 

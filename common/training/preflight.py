@@ -16,7 +16,7 @@ from ..data.folder import check_data_files, scan_image_folder, split_dir
 from ..data.pipeline import train_shard
 from ..errors import UserError
 from ..fileio import check_writable_folder
-from ..weights.checkpoint import list_checkpoints, read_checkpoint_shapes
+from ..weights.checkpoint import checkpoint_num_classes, list_checkpoints, read_checkpoint_shapes
 
 
 def check_output_dir(folder: str, arch: str, resume: str) -> None:
@@ -58,10 +58,10 @@ def check_resume_entries(path: str, shapes: Dict[str, Tuple[int, ...]], num_clas
     if missing_meta:
         raise UserError(f"checkpoint '{path}' holds no training state ({', '.join(missing_meta)} missing): it is "
                         f"not a train.py checkpoint; start from its weights with --pretrained instead of --resume")
-    head = shapes.get("fc.bias")
-    if head is not None and int(head[0]) != num_classes:
-        raise UserError(f"checkpoint '{path}' has {int(head[0])} classes but num_classes={num_classes}; resume "
-                        f"with --num_classes {int(head[0])}, or fine-tune from it with --pretrained")
+    stored = checkpoint_num_classes(shapes)
+    if stored is not None and stored != num_classes:
+        raise UserError(f"checkpoint '{path}' has {stored} classes but num_classes={num_classes}; resume "
+                        f"with --num_classes {stored}, or fine-tune from it with --pretrained")
 
 
 def check_resume_path(resume: str) -> None:

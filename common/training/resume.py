@@ -11,7 +11,13 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from ..compat import load_param_into_net
 from ..errors import UserError
 from ..fileio import first_line
-from ..weights.checkpoint import TRAIN_STATE_PREFIXES, list_checkpoints, load_checkpoint_strict, read_checkpoint
+from ..weights.checkpoint import (
+    TRAIN_STATE_PREFIXES,
+    entry_shapes,
+    list_checkpoints,
+    load_checkpoint_strict,
+    read_checkpoint,
+)
 from .preflight import META_KEYS, check_resume_entries, check_resume_path
 
 
@@ -51,7 +57,7 @@ def read_resume_checkpoint(path: str, num_classes: int, params: Optional[Dict[st
     train.py calls this before it builds anything, so a wrong --resume file fails in seconds.
     """
     params = read_checkpoint(path) if params is None else params
-    check_resume_entries(path, {k: tuple(v.shape) for k, v in params.items()}, num_classes)
+    check_resume_entries(path, entry_shapes(params), num_classes)
     return params
 
 

@@ -89,6 +89,17 @@ def read_checkpoint_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
         raise _unreadable(path, str(exc)) from None
 
 
+def entry_shapes(params: Dict[str, Any]) -> Dict[str, Tuple[int, ...]]:
+    """Name -> shape of checkpoint entries as read_checkpoint loads them: what read_checkpoint_shapes gives."""
+    return {name: tuple(value.shape) for name, value in params.items()}
+
+
+def checkpoint_num_classes(shapes: Dict[str, Tuple[int, ...]]) -> Optional[int]:
+    """Classifier outputs of a checkpoint from its names and shapes (the length of fc.bias), or None without one."""
+    bias = shapes.get("fc.bias")
+    return int(bias[0]) if bias is not None and len(bias) == 1 else None
+
+
 def network_param_names(net: ms.nn.Cell) -> Dict[str, tuple]:
     """Name -> shape of everything a checkpoint of `net` holds (trainable params and BN statistics)."""
     return {p.name: tuple(p.shape) for p in net.get_parameters()}
