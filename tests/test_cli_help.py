@@ -49,17 +49,26 @@ def test_help_and_option_errors_do_not_import_mindspore(model, command, args, co
 
 
 def probe_without_mindspore(model, command, args, code, words=()):
+    from conftest import ROOT
+
+    result = _run_probe(_PROBE, [ROOT, model, command, *args], code)
+    if code:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and all(word in errors[0] for word in words), result.stderr
+
+
+def _run_probe(probe, args, code):
+    """Run `probe` (one of the snippets here) with `args` in a fresh interpreter; it must exit `code` without having
+    loaded MindSpore. Returns the CompletedProcess."""
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    result = subprocess.run([sys.executable, "-c", _PROBE, ROOT, model, command, *args], capture_output=True,
-                            text=True, cwd=ROOT, timeout=120)
-    assert f"exit {code} mindspore not loaded" in result.stdout, result.stdout + result.stderr
-    if code:
-        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-        assert len(errors) == 1 and all(word in errors[0] for word in words), result.stderr
+    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=ROOT,
+                            timeout=120)
+    assert f"exit {code} mindspore not loaded" in result.stdout, (args, result.stdout + result.stderr)
+    return result
 
 
 def test_data_and_run_folder_mistakes_do_not_import_mindspore(tmp_path):
@@ -118,11 +127,7 @@ def test_converter_mistakes_do_not_import_mindspore(tmp_path):
     """scripts/convert_weights.py checks its arguments and reads a PyTorch source (or a .ckpt's names) before
     MindSpore loads: a wrong arch, path or folder, a pickle that is no state dict and a cut .ckpt answer at once."""
     import pickle
-    import subprocess
-    import sys
     import zipfile
-
-    from conftest import ROOT
 
     with zipfile.ZipFile(tmp_path / "evil.pth", "w") as archive:
         archive.writestr("archive/data.pkl", pickle.dumps({"not": "tensors"}, protocol=2))
@@ -135,8 +140,6 @@ def test_converter_mistakes_do_not_import_mindspore(tmp_path):
              (["--arch", "resnest50", "--src", str(tmp_path / "evil.pth"), "--out", out], "holds no state dict"),
              (["--arch", "resnest50", "--src", str(tmp_path / "cut.ckpt"), "--out", out], "cannot be read")]
     for args, words in cases:
-        result = subprocess.run([sys.executable, "-c", _CONVERTER_PROBE, "scripts/convert_weights.py", *args],
-                                capture_output=True, text=True, cwd=ROOT, timeout=120)
-        assert "exit 2 mindspore not loaded" in result.stdout, (args, result.stdout + result.stderr)
+        result = _run_probe(_CONVERTER_PROBE, ["scripts/convert_weights.py", *args], 2)
         assert words in result.stderr.strip().splitlines()[-1], (args, result.stderr)
     assert not (tmp_path / "x.ckpt").exists()
